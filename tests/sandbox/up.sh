@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the SeldonDeployment CRD, an MLflow
+# server) on free loopback ports, or reuses the one already running. Prints the environment to use
+# it; the same lines are in $M2S_SANDBOX_DIR/env.
+#   KUBEBUILDER_ASSETS=DIR      use DIR/kube-apiserver and DIR/etcd instead of the cached build
+#   M2S_TEST_KUBECONFIG=FILE    use that cluster; start no control plane
+#   M2S_SELDON_CRD=FILE         install this CRD (default: tests/fixtures/seldon-crd.yaml)
+source "$(dirname "$0")/lib.sh"
+ENV_FILE="$M2S_SANDBOX_DIR/env"
+
+sandbox_healthy() {
+  [[ -f "$ENV_FILE" ]] || return 1
+  # shellcheck disable=SC1090
+  ( source "$ENV_FILE"
+    curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/health" >/dev/null 2>&1 || exit 1
+    "$M2S_SANDBOX_BIN/kubectl" --kubeconfig "$M2S_SANDBOX_KUBECONFIG" --request-timeout=5s \
+      get --raw /readyz >/dev/null 2>&1 || exit 1
+    # The CRD must be the one asked for (the real one in CI, the fixture elsewhere).
+    [[ "$(cat "$M2S_SANDBOX_DIR/crd-source" 2>/dev/null)" == "$(crd_source)" ]] || exit 1
+  )
+}
+
+crd_source() {
+  local crd="${M2S_SELDON_CRD:-$REPO_ROOT/tests/fixtures/seldon-crd.yaml}"
+  [[ -f "$crd" ]] || fail "find SeldonDeployment CRD" "" "no CRD file at $crd (M2S_SELDON_CRD)"
+  printf '%s %s\n' "$(cd "$(dirname "$crd")" && pwd)/$(basename "$crd")" "$(sha256sum <"$crd" | cut -c1-16)"
+}
+
+if sandbox_healthy; then
+  log "reusing the running sandbox ($ENV_FILE)"
+  cat "$ENV_FILE"
+  exit 0
+fi
+
+bash "$SANDBOX_SCRIPTS/install.sh"
+
+# Whatever is left of an earlier sandbox is stopped before a new one starts.
+bash "$SANDBOX_SCRIPTS/down.sh" --quiet || true
+if [[ -d "$M2S_SANDBOX_DIR" ]]; then
+  rm -rf "$M2S_SANDBOX_DIR.prev"; mv "$M2S_SANDBOX_DIR" "$M2S_SANDBOX_DIR.prev"
+fi
+mkdir -p "$M2S_SANDBOX_DIR"/{logs,pki,etcd,mlflow/artifacts}
+chmod 700 "$M2S_SANDBOX_DIR"
+LOGS="$M2S_SANDBOX_DIR/logs"
+PKI="$M2S_SANDBOX_DIR/pki"
+KUBECONFIG_FILE="$M2S_SANDBOX_DIR/kubeconfig"
+KUBECTL="$BIN_DIR/kubectl"
+
+start_bg() { # start_bg NAME LOGFILE CMD...: starts CMD detached, pid in $M2S_SANDBOX_DIR/NAME.pid
+  local name="$1" logfile="$2"; shift 2
+  setsid nohup "$@" >"$logfile" 2>&1 </dev/null &
+  echo $! >"$M2S_SANDBOX_DIR/$name.pid"
+}
+
+pick_port() { # pick_port VAR: a free port, or the one in VAR's environment if it is free
+  local want="${!1:-}"
+  if [[ -n "$want" ]]; then
+    port_in_use "$want" && fail "pick port for $1" "" "port $want ($1) is already in use"
+    echo "$want"
+  else
+    free_port
+  fi
+}
+
+if [[ -n "${M2S_TEST_KUBECONFIG:-}" ]]; then
+  [[ -r "$M2S_TEST_KUBECONFIG" ]] || fail "use M2S_TEST_KUBECONFIG" "" "cannot read $M2S_TEST_KUBECONFIG"
+  cp "$M2S_TEST_KUBECONFIG" "$KUBECONFIG_FILE"
+  log "using the cluster of M2S_TEST_KUBECONFIG ($M2S_TEST_KUBECONFIG); no control plane started"
+  AUDIT_LOG=""
+else
+  if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+    APISERVER="$KUBEBUILDER_ASSETS/kube-apiserver"; ETCD="$KUBEBUILDER_ASSETS/etcd"
+  else
+    APISERVER="$BIN_DIR/kube-apiserver"; ETCD="$(command -v etcd)"
+  fi
+
+  log "generating TLS certificates and tokens (log: $LOGS/pki.log)"
+  (
+    cd "$PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -keyout ca.key -out ca.crt \
+      -subj "/CN=m2s-sandbox-ca" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >ext.cnf
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile ext.cnf -out apiserver.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >"$LOGS/pki.log" 2>&1 || fail "generate certificates" "$LOGS/pki.log" "openssl failed"
+  ADMIN_TOKEN="$(openssl rand -hex 24)"
+  printf '%s,admin,admin,system:masters\n' "$ADMIN_TOKEN" >"$PKI/tokens.csv"
+  chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
+
+  ETCD_PORT="$(pick_port M2S_SANDBOX_ETCD_PORT)"; ETCD_PEER_PORT="$(free_port)"
+  log "starting etcd on 127.0.0.1:$ETCD_PORT (log: $LOGS/etcd.log)"
+  start_bg etcd "$LOGS/etcd.log" "$ETCD" --name m2s-sandbox --data-dir "$M2S_SANDBOX_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "m2s-sandbox=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync
+  wait_http etcd "http://127.0.0.1:$ETCD_PORT/health" 30 "$LOGS/etcd.log" "$(cat "$M2S_SANDBOX_DIR/etcd.pid")"
+
+  # Audit log (metadata only) so benchmarks can count the requests a run sends.
+  AUDIT_LOG="$M2S_SANDBOX_DIR/logs/audit.log"
+  cat >"$PKI/audit-policy.yaml" <<'POL'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/version"]
+  - level: Metadata
+POL
+  API_PORT="$(pick_port M2S_SANDBOX_API_PORT)"
+  log "starting kube-apiserver on https://127.0.0.1:$API_PORT (log: $LOGS/kube-apiserver.log)"
+  start_bg kube-apiserver "$LOGS/kube-apiserver.log" "$APISERVER" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" --bind-address 127.0.0.1 --secure-port "$API_PORT" \
+    --insecure-port 0 --cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" \
+    --tls-private-key-file "$PKI/apiserver.key" --client-ca-file "$PKI/ca.crt" \
+    --token-auth-file "$PKI/tokens.csv" --authorization-mode RBAC \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 --advertise-address 127.0.0.1 \
+    --audit-policy-file "$PKI/audit-policy.yaml" --audit-log-path "$AUDIT_LOG" \
+    --audit-log-maxsize 200 --audit-log-maxbackup 2
+  wait_http kube-apiserver "https://127.0.0.1:$API_PORT/readyz" 90 "$LOGS/kube-apiserver.log" \
+    "$(cat "$M2S_SANDBOX_DIR/kube-apiserver.pid")" --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN"
+
+  cat >"$KUBECONFIG_FILE" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: m2s-sandbox
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: admin
+  user:
+    token: $ADMIN_TOKEN
+contexts:
+- name: m2s-sandbox
+  context: {cluster: m2s-sandbox, user: admin, namespace: default}
+current-context: m2s-sandbox
+KC
+  chmod 600 "$KUBECONFIG_FILE"
+fi
+
+# SeldonDeployment CRD: created (too large for client-side apply), replaced when it is another one.
+CRD_SOURCE="$(crd_source)"; CRD_FILE="${CRD_SOURCE% *}"
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=30s "$@"; }
+log "installing SeldonDeployment CRD from $CRD_FILE (log: $LOGS/crd.log)"
+if k get crd seldondeployments.machinelearning.seldon.io >>"$LOGS/crd.log" 2>&1; then
+  run_step "replace SeldonDeployment CRD" "$LOGS/crd.log" k replace -f "$CRD_FILE"
+else
+  run_step "create SeldonDeployment CRD" "$LOGS/crd.log" k create -f "$CRD_FILE"
+fi
+run_step "wait for CRD Established" "$LOGS/crd.log" \
+  k wait --for condition=established --timeout=60s crd/seldondeployments.machinelearning.seldon.io
+deadline=$((SECONDS + 60))
+until k get seldondeployments.machinelearning.seldon.io -A >>"$LOGS/crd.log" 2>&1; do
+  ((SECONDS < deadline)) || fail "wait for the API to serve seldondeployments" "$LOGS/crd.log" "not served after 60s"
+  sleep 1
+done
+echo "$CRD_SOURCE" >"$M2S_SANDBOX_DIR/crd-source"
+
+MLFLOW_PORT="$(pick_port M2S_SANDBOX_MLFLOW_PORT)"
+log "starting mlflow server on http://127.0.0.1:$MLFLOW_PORT (log: $LOGS/mlflow.log)"
+start_bg mlflow "$LOGS/mlflow.log" "$VENV_DIR/bin/mlflow" server \
+  --backend-store-uri "sqlite:///$M2S_SANDBOX_DIR/mlflow/mlflow.db" \
+  --default-artifact-root "$M2S_SANDBOX_DIR/mlflow/artifacts" \
+  --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2
+wait_http mlflow "http://127.0.0.1:$MLFLOW_PORT/health" 120 "$LOGS/mlflow.log" "$(cat "$M2S_SANDBOX_DIR/mlflow.pid")"
+
+cat >"$ENV_FILE" <<ENV
+export M2S_SANDBOX_KUBECONFIG=$KUBECONFIG_FILE
+export M2S_SANDBOX_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT
+export M2S_SANDBOX_BIN=$BIN_DIR
+export M2S_SANDBOX_AUDIT_LOG=$AUDIT_LOG
+export M2S_SANDBOX_LOGS=$LOGS
+ENV
+log "sandbox is up"
+cat "$ENV_FILE"
