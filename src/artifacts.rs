@@ -1,0 +1,279 @@
+//! Where a model version's files are, and the URI Seldon's storage initializer fetches them from.
+
+use anyhow::{bail, Result};
+
+/// URI schemes Seldon Core's storage initializer can fetch from.
+pub const FETCHABLE_SCHEMES: [&str; 5] = ["s3", "gs", "pvc", "https", "http"];
+
+/// What a model version's `source` points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `runs:/<run_id>/<path>`: relative to the run's artifact root.
+    Run { run_id: String, path: String },
+    /// `models:/<model_id>` (MLflow 3 logged model).
+    LoggedModel { model_id: String },
+    /// Anything else is already a location.
+    Location(String),
+}
+
+pub fn parse_source(source: &str) -> Result<Source> {
+    if let Some(rest) = source.strip_prefix("runs:/") {
+        let rest = rest.trim_start_matches('/');
+        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if run_id.is_empty() {
+            bail!("source {source:?} names no run id");
+        }
+        return Ok(Source::Run {
+            run_id: run_id.to_string(),
+            path: path.trim_matches('/').to_string(),
+        });
+    }
+    if let Some(rest) = source.strip_prefix("models:/") {
+        let id = rest.trim_matches('/');
+        if id.is_empty() || id.contains('/') {
+            bail!(
+                "source {source:?} is a registry URI, not a logged model id; m2s cannot resolve it"
+            );
+        }
+        return Ok(Source::LoggedModel {
+            model_id: id.to_string(),
+        });
+    }
+    if source.trim().is_empty() {
+        bail!("the model version has an empty source");
+    }
+    Ok(Source::Location(source.to_string()))
+}
+
+/// A resolved artifact location and the ids that place it under MLflow's artifact root.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactLocation {
+    pub uri: String,
+    pub experiment_id: Option<String>,
+    pub run_id: Option<String>,
+}
+
+/// Joins a base location and a relative path with exactly one `/`.
+pub fn join(base: &str, path: &str) -> String {
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        base.trim_end_matches('/').to_string()
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), path)
+    }
+}
+
+fn scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once("://")?;
+    (!scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+.-".contains(&c)))
+    .then_some(scheme)
+}
+
+pub fn is_fetchable(uri: &str) -> bool {
+    scheme(uri).is_some_and(|s| FETCHABLE_SCHEMES.iter().any(|f| f.eq_ignore_ascii_case(s)))
+}
+
+pub fn check_storage_root(root: &str) -> Result<()> {
+    if !is_fetchable(root) {
+        bail!(
+            "storage root {root:?} (M2S_MLFLOW_STORAGE_ROOT) must start with one of {} ://",
+            FETCHABLE_SCHEMES.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The `modelUri` for Seldon. With a storage root, the part of the location from the experiment
+/// id on (`<experiment_id>/<run_id>/artifacts/...` or `<experiment_id>/models/<id>/...`, MLflow's
+/// layout under its artifact root) is put under the root; without one, the location must already
+/// be fetchable by Seldon.
+pub fn model_uri(loc: &ArtifactLocation, storage_root: Option<&str>) -> Result<String> {
+    match storage_root {
+        Some(root) => {
+            let rel = relative_to_artifact_root(loc).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot rebase artifact location {:?} onto M2S_MLFLOW_STORAGE_ROOT: no <experiment_id>/<run_id> or <experiment_id>/models part found in it",
+                    loc.uri
+                )
+            })?;
+            Ok(join(root, &rel))
+        }
+        None if is_fetchable(&loc.uri) => Ok(loc.uri.trim_end_matches('/').to_string()),
+        None => bail!(
+            "artifact location {:?} cannot be fetched by Seldon (supported: {}); set M2S_MLFLOW_STORAGE_ROOT to where Seldon can read MLflow's artifact root",
+            loc.uri,
+            FETCHABLE_SCHEMES.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn relative_to_artifact_root(loc: &ArtifactLocation) -> Option<String> {
+    let path = match loc.uri.split_once("://") {
+        Some((_, rest)) => rest,
+        None => loc
+            .uri
+            .strip_prefix("mlflow-artifacts:")
+            .or_else(|| loc.uri.strip_prefix("file:"))
+            .unwrap_or(&loc.uri),
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let starts_at = |i: usize| Some(segments[i..].join("/"));
+    // Search from the end: a storage root may itself contain ids that look alike.
+    for i in (0..segments.len().saturating_sub(1)).rev() {
+        let next = segments[i + 1];
+        let exp_matches = loc
+            .experiment_id
+            .as_deref()
+            .is_none_or(|e| e == segments[i]);
+        let run_follows = loc.run_id.as_deref().is_some_and(|r| r == next);
+        let model_follows = next == "models" && loc.experiment_id.as_deref() == Some(segments[i]);
+        if exp_matches && (run_follows || model_follows) {
+            return starts_at(i);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(uri: &str, exp: Option<&str>, run: Option<&str>) -> ArtifactLocation {
+        ArtifactLocation {
+            uri: uri.into(),
+            experiment_id: exp.map(String::from),
+            run_id: run.map(String::from),
+        }
+    }
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(
+            parse_source("runs:/abc123/model").unwrap(),
+            Source::Run {
+                run_id: "abc123".into(),
+                path: "model".into()
+            }
+        );
+        assert_eq!(
+            parse_source("runs:/abc123/").unwrap(),
+            Source::Run {
+                run_id: "abc123".into(),
+                path: "".into()
+            }
+        );
+        assert_eq!(
+            parse_source("models:/m-0f1e").unwrap(),
+            Source::LoggedModel {
+                model_id: "m-0f1e".into()
+            }
+        );
+        assert!(parse_source("models:/iris/3").is_err());
+        assert!(parse_source("runs:/").is_err());
+        assert_eq!(
+            parse_source("s3://b/x").unwrap(),
+            Source::Location("s3://b/x".into())
+        );
+    }
+
+    #[test]
+    fn fetchable_locations_pass_through() {
+        let l = loc(
+            "s3://bucket/mlruns/1/abc/artifacts/model/",
+            Some("1"),
+            Some("abc"),
+        );
+        assert_eq!(
+            model_uri(&l, None).unwrap(),
+            "s3://bucket/mlruns/1/abc/artifacts/model"
+        );
+    }
+
+    #[test]
+    fn unfetchable_location_without_root_is_an_error_naming_it() {
+        for uri in [
+            "/srv/mlruns/1/abc/artifacts/model",
+            "mlflow-artifacts:/1/abc/artifacts/model",
+            "file:///x",
+        ] {
+            let err = model_uri(&loc(uri, Some("1"), Some("abc")), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(uri) && err.contains("M2S_MLFLOW_STORAGE_ROOT"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rebases_local_and_proxied_locations() {
+        let root = Some("pvc://mlflow-artifacts/mlruns");
+        for uri in [
+            "/srv/mlflow/artifacts/1/abc/artifacts/model",
+            "file:///srv/mlflow/artifacts/1/abc/artifacts/model",
+            "mlflow-artifacts:/1/abc/artifacts/model",
+            "s3://other/prefix/1/abc/artifacts/model",
+        ] {
+            assert_eq!(
+                model_uri(&loc(uri, Some("1"), Some("abc")), root).unwrap(),
+                "pvc://mlflow-artifacts/mlruns/1/abc/artifacts/model",
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn rebases_logged_models_and_prefers_the_last_match() {
+        let root = Some("s3://b/root/");
+        let l = loc("/data/7/models/m-42/artifacts", Some("7"), None);
+        assert_eq!(
+            model_uri(&l, root).unwrap(),
+            "s3://b/root/7/models/m-42/artifacts"
+        );
+        // The root path itself contains "1/abc": the match nearest the end wins.
+        let l = loc(
+            "/1/abc/mlruns/1/abc/artifacts/model",
+            Some("1"),
+            Some("abc"),
+        );
+        assert_eq!(
+            model_uri(&l, root).unwrap(),
+            "s3://b/root/1/abc/artifacts/model"
+        );
+        // Without an experiment id the segment before the run id is taken as one.
+        let l = loc("mlflow-artifacts:/9/abc/artifacts/m", None, Some("abc"));
+        assert_eq!(
+            model_uri(&l, root).unwrap(),
+            "s3://b/root/9/abc/artifacts/m"
+        );
+    }
+
+    #[test]
+    fn rebase_without_layout_is_an_error() {
+        let err = model_uri(
+            &loc("/somewhere/else/model", Some("1"), Some("abc")),
+            Some("s3://b"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/somewhere/else/model"), "{err}");
+    }
+
+    #[test]
+    fn storage_root_must_be_fetchable() {
+        assert!(check_storage_root("s3://bucket/mlruns").is_ok());
+        assert!(check_storage_root("pvc://claim/path").is_ok());
+        assert!(check_storage_root("/local/path").is_err());
+        assert!(check_storage_root("mlflow-artifacts:/").is_err());
+    }
+
+    #[test]
+    fn join_uses_one_slash() {
+        assert_eq!(join("s3://b/", "/m/"), "s3://b/m");
+        assert_eq!(join("s3://b", ""), "s3://b");
+    }
+}

@@ -1,0 +1,182 @@
+//! Command line: every setting is a flag and an `M2S_*` environment variable; flags win.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "m2s",
+    version,
+    about = "Keeps Seldon Core deployments in step with an MLflow Model Registry",
+    long_about = "Keeps Seldon Core deployments in step with an MLflow Model Registry.\n\n\
+        Every registered model version in a deployed stage (or pointed at by a deployed alias) \
+        gets a SeldonDeployment; moving the stage or alias updates it, removing it deletes it. \
+        Each run reads MLflow once, diffs against the SeldonDeployments labelled as its own, \
+        applies and exits: run it on a schedule (the Helm chart's CronJob does)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the SeldonDeployments match the registry, then exit.
+    Sync(SyncArgs),
+    /// Show what `sync` would change, without changing anything.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
+    #[arg(long, env = "M2S_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_PLAN_OUTPUT")]
+    pub output: OutputFormat,
+    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GuardArgs {
+    /// Allow a run that deletes every SeldonDeployment m2s manages (refused by default: an
+    /// empty or unreadable registry looks the same).
+    #[arg(long, env = "M2S_ALLOW_DELETE_ALL")]
+    pub allow_delete_all: bool,
+    /// Refuse a run that would delete more than this many SeldonDeployments.
+    #[arg(long, value_name = "N", env = "M2S_MAX_DELETES")]
+    pub max_deletes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Settings shared by `sync` and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Settings {
+    /// MLflow tracking server URL (falls back to MLFLOW_TRACKING_URI).
+    #[arg(long, global = true, value_name = "URL", env = "M2S_MLFLOW_HOST")]
+    pub mlflow_host: Option<String>,
+    /// Namespace the SeldonDeployments live in.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NS",
+        env = "M2S_SELDON_DEPLOYMENT_NS"
+    )]
+    pub namespace: Option<String>,
+    /// URI prefix under which Seldon's storage initializer reads MLflow's artifact root
+    /// (e.g. s3://bucket/mlruns, pvc://mlflow-artifacts/mlruns).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URI",
+        env = "M2S_MLFLOW_STORAGE_ROOT"
+    )]
+    pub storage_root: Option<String>,
+    /// Serving image for every model (default: Seldon's prepackaged MLFLOW_SERVER image).
+    #[arg(
+        long,
+        global = true,
+        value_name = "IMAGE",
+        env = "M2S_SELDON_DEF_IMAGE"
+    )]
+    pub default_image: Option<String>,
+    /// Registered-model tag whose value overrides the serving image for that model.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TAG",
+        env = "M2S_MLFLOW_DEPLOY_IMG_TAG",
+        default_value = "deployment-image"
+    )]
+    pub image_tag: String,
+    /// imagePullSecret for the serving pods.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECRET",
+        env = "M2S_REGISTRY_SECRET"
+    )]
+    pub registry_secret: Option<String>,
+    /// Secret with the storage credentials (Seldon envSecretRefName).
+    #[arg(long, global = true, value_name = "SECRET", env = "M2S_MODEL_SECRET")]
+    pub model_secret: Option<String>,
+    /// Stages to deploy, comma separated.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LIST",
+        env = "M2S_STAGES",
+        default_value = "Staging,Production"
+    )]
+    pub stages: String,
+    /// Aliases to deploy, comma separated; `*` deploys every alias.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LIST",
+        env = "M2S_ALIASES",
+        default_value = ""
+    )]
+    pub aliases: String,
+    /// Value of the m2s.io/instance label, so several m2s can share a namespace.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "M2S_INSTANCE",
+        default_value = "m2s"
+    )]
+    pub instance: String,
+    /// MLflow search filter for registered models, e.g. "name LIKE 'team-a-%'".
+    #[arg(long, global = true, value_name = "FILTER", env = "M2S_MODEL_FILTER")]
+    pub model_filter: Option<String>,
+    /// Kubernetes writes (and MLflow look-ups) in flight at once.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "M2S_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub concurrency: usize,
+    /// Timeout of each network request, in seconds.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "M2S_REQUEST_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub request_timeout: u64,
+    /// Deadline of the whole run, in seconds: past it the run stops with an error.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "M2S_RUN_TIMEOUT",
+        default_value_t = 600
+    )]
+    pub run_timeout: u64,
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}

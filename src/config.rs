@@ -1,0 +1,488 @@
+//! Validated configuration: everything is checked here, before any network call.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Url;
+
+use crate::cli::Settings;
+use crate::image::validate_image_reference;
+use crate::naming::is_dns1123_label;
+
+/// Stages MLflow's registry knows; only the first two are sensible to deploy, but `Archived`
+/// is accepted for teams that serve archived versions for a while.
+const KNOWN_STAGES: [&str; 3] = ["Staging", "Production", "Archived"];
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum MlflowAuth {
+    None,
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+impl fmt::Debug for MlflowAuth {
+    // Never print the credentials themselves.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MlflowAuth::None => f.write_str("None"),
+            MlflowAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            MlflowAuth::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+        }
+    }
+}
+
+/// Which aliases get a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasSelection {
+    Listed(Vec<String>),
+    All,
+}
+
+impl AliasSelection {
+    pub fn includes(&self, alias: &str) -> bool {
+        match self {
+            AliasSelection::All => true,
+            AliasSelection::Listed(list) => list.iter().any(|a| a == alias),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MlflowConfig {
+    /// Base URL, with any user:password taken out (moved to `auth`).
+    pub url: Url,
+    pub auth: MlflowAuth,
+    pub insecure_tls: bool,
+    pub server_cert: Option<PathBuf>,
+    pub request_timeout: Duration,
+    pub model_filter: Option<String>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    pub namespace: String,
+    pub instance: String,
+    pub storage_root: Option<String>,
+    pub default_image: Option<String>,
+    pub image_tag: String,
+    pub registry_secret: Option<String>,
+    pub model_secret: Option<String>,
+    pub stages: Vec<String>,
+    pub aliases: AliasSelection,
+    /// MLflow URL recorded on each object (credentials never included).
+    pub mlflow_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mlflow: MlflowConfig,
+    pub deploy: DeployConfig,
+    pub kubeconfig: Option<PathBuf>,
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub run_timeout: Duration,
+}
+
+/// Where MLflow's own client variables are read from; a function so tests need not touch the
+/// process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub fn from_settings(s: &Settings, env: EnvLookup) -> Result<Config> {
+        let raw_url = s
+            .mlflow_host
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| env("MLFLOW_TRACKING_URI"))
+            .context(
+                "no MLflow URL: set M2S_MLFLOW_HOST (or MLFLOW_TRACKING_URI, or --mlflow-host)",
+            )?;
+        let (url, url_auth) = parse_mlflow_url(raw_url.trim())?;
+        let auth = match (
+            env("MLFLOW_TRACKING_TOKEN"),
+            env("MLFLOW_TRACKING_USERNAME"),
+        ) {
+            (Some(token), _) => MlflowAuth::Bearer(token),
+            (None, Some(username)) => MlflowAuth::Basic {
+                username,
+                password: env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default(),
+            },
+            (None, None) => url_auth,
+        };
+        let insecure_tls = match env("MLFLOW_TRACKING_INSECURE_TLS").as_deref() {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+            Some(v) => bail!("MLFLOW_TRACKING_INSECURE_TLS must be true or false, not {v:?}"),
+        };
+        let server_cert = env("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from);
+        if insecure_tls && server_cert.is_some() {
+            bail!("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are mutually exclusive");
+        }
+
+        let namespace = s
+            .namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .context("no namespace: set M2S_SELDON_DEPLOYMENT_NS (or --namespace)")?
+            .to_string();
+        if !is_dns1123_label(&namespace) {
+            bail!("namespace {namespace:?} (M2S_SELDON_DEPLOYMENT_NS) is not a valid Kubernetes namespace name");
+        }
+        let instance = s.instance.trim().to_string();
+        if !is_label_value(&instance) || instance.is_empty() {
+            bail!("instance {instance:?} (M2S_INSTANCE) is not a valid label value (letters, digits, '-', '_', '.', at most 63)");
+        }
+        let stages = parse_stages(&s.stages)?;
+        let aliases = parse_aliases(&s.aliases)?;
+        if stages.is_empty() && aliases == AliasSelection::Listed(vec![]) {
+            bail!("nothing to deploy: M2S_STAGES and M2S_ALIASES are both empty");
+        }
+        let storage_root = optional(&s.storage_root).map(|r| r.trim_end_matches('/').to_string());
+        if let Some(root) = &storage_root {
+            crate::artifacts::check_storage_root(root)?;
+        }
+        let default_image = optional(&s.default_image);
+        if let Some(image) = &default_image {
+            validate_image_reference(image)
+                .with_context(|| format!("default image {image:?} (M2S_SELDON_DEF_IMAGE)"))?;
+        }
+        let image_tag = s.image_tag.trim().to_string();
+        if image_tag.is_empty() {
+            bail!("M2S_MLFLOW_DEPLOY_IMG_TAG must not be empty");
+        }
+        let registry_secret = optional(&s.registry_secret);
+        let model_secret = optional(&s.model_secret);
+        for (var, value) in [
+            ("M2S_REGISTRY_SECRET", &registry_secret),
+            ("M2S_MODEL_SECRET", &model_secret),
+        ] {
+            if let Some(v) = value {
+                if !is_dns1123_subdomain(v) {
+                    bail!("{var} {v:?} is not a valid Secret name");
+                }
+            }
+        }
+        if s.concurrency == 0 || s.concurrency > 256 {
+            bail!(
+                "concurrency (M2S_CONCURRENCY) must be between 1 and 256, not {}",
+                s.concurrency
+            );
+        }
+        if s.request_timeout == 0 || s.run_timeout == 0 {
+            bail!("M2S_REQUEST_TIMEOUT and M2S_RUN_TIMEOUT must be at least 1 second");
+        }
+        let request_timeout = Duration::from_secs(s.request_timeout);
+        Ok(Config {
+            mlflow: MlflowConfig {
+                url: url.clone(),
+                auth,
+                insecure_tls,
+                server_cert,
+                request_timeout,
+                model_filter: optional(&s.model_filter),
+                concurrency: s.concurrency,
+            },
+            deploy: DeployConfig {
+                namespace,
+                instance,
+                storage_root,
+                default_image,
+                image_tag,
+                registry_secret,
+                model_secret,
+                stages,
+                aliases,
+                mlflow_url: url.as_str().trim_end_matches('/').to_string(),
+            },
+            kubeconfig: s.kubeconfig.clone(),
+            concurrency: s.concurrency,
+            request_timeout,
+            run_timeout: Duration::from_secs(s.run_timeout),
+        })
+    }
+}
+
+fn optional(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
+/// Parses the MLflow URL; credentials in it are moved out so that they are never printed.
+fn parse_mlflow_url(raw: &str) -> Result<(Url, MlflowAuth)> {
+    let mut url = Url::parse(raw).map_err(|e| {
+        anyhow::anyhow!(
+            "MLflow URL {:?} is not a valid URL: {e}",
+            redact_userinfo(raw)
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!(
+            "MLflow URL {:?} must be an http:// or https:// URL with a host",
+            redact_userinfo(raw)
+        );
+    }
+    let auth = if url.username().is_empty() {
+        MlflowAuth::None
+    } else {
+        MlflowAuth::Basic {
+            username: url.username().to_string(),
+            password: url.password().unwrap_or_default().to_string(),
+        }
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok((url, auth))
+}
+
+fn redact_userinfo(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}<redacted>@{}", &raw[..scheme_end + 3], &raw[at + 1..])
+        }
+        _ => raw.to_string(),
+    }
+}
+
+fn parse_stages(raw: &str) -> Result<Vec<String>> {
+    let mut stages = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some(known) = KNOWN_STAGES.iter().find(|k| k.eq_ignore_ascii_case(part)) else {
+            bail!(
+                "unknown stage {part:?} in M2S_STAGES (known: {})",
+                KNOWN_STAGES.join(", ")
+            );
+        };
+        if !stages.iter().any(|s| s == known) {
+            stages.push(known.to_string());
+        }
+    }
+    Ok(stages)
+}
+
+fn parse_aliases(raw: &str) -> Result<AliasSelection> {
+    let parts: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.contains(&"*") {
+        if parts.len() > 1 {
+            bail!("M2S_ALIASES: `*` (every alias) cannot be combined with named aliases");
+        }
+        return Ok(AliasSelection::All);
+    }
+    let mut aliases: Vec<String> = Vec::new();
+    for part in parts {
+        if part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("alias {part:?} in M2S_ALIASES contains whitespace");
+        }
+        if !aliases.iter().any(|a| a == part) {
+            aliases.push(part.to_string());
+        }
+    }
+    Ok(AliasSelection::Listed(aliases))
+}
+
+/// Kubernetes label value: empty, or up to 63 of [A-Za-z0-9-_.] starting and ending alphanumeric.
+pub fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}
+
+fn is_dns1123_subdomain(v: &str) -> bool {
+    v.len() <= 253 && v.split('.').all(is_dns1123_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings() -> Settings {
+        Settings {
+            mlflow_host: Some("http://mlflow.example:5000".into()),
+            namespace: Some("models".into()),
+            image_tag: "deployment-image".into(),
+            stages: "Staging,Production".into(),
+            aliases: String::new(),
+            instance: "m2s".into(),
+            concurrency: 16,
+            request_timeout: 30,
+            run_timeout: 600,
+            ..Settings::default()
+        }
+    }
+
+    fn build(s: &Settings, env: &[(&str, &str)]) -> Result<Config> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_settings(s, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = build(&settings(), &[]).unwrap();
+        assert_eq!(c.deploy.stages, ["Staging", "Production"]);
+        assert_eq!(c.deploy.aliases, AliasSelection::Listed(vec![]));
+        assert_eq!(c.mlflow.url.as_str(), "http://mlflow.example:5000/");
+        assert_eq!(c.deploy.mlflow_url, "http://mlflow.example:5000");
+        assert_eq!(c.mlflow.auth, MlflowAuth::None);
+    }
+
+    #[test]
+    fn mlflow_tracking_uri_is_the_fallback() {
+        let mut s = settings();
+        s.mlflow_host = None;
+        let c = build(&s, &[("MLFLOW_TRACKING_URI", "https://ml.example/prefix")]).unwrap();
+        assert_eq!(c.mlflow.url.as_str(), "https://ml.example/prefix/");
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("M2S_MLFLOW_HOST"));
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_without_leaking_credentials() {
+        let mut s = settings();
+        for bad in ["not a url", "ftp://x", "mlflow:5000", "http://user:s3cret@"] {
+            s.mlflow_host = Some(bad.into());
+            let err = format!("{:#}", build(&s, &[]).unwrap_err());
+            assert!(err.contains("MLflow URL"), "{bad}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_move_to_basic_auth() {
+        let mut s = settings();
+        s.mlflow_host = Some("https://bob:s3cret@ml.example".into());
+        let c = build(&s, &[]).unwrap();
+        assert_eq!(c.mlflow.url.as_str(), "https://ml.example/");
+        assert_eq!(
+            c.mlflow.auth,
+            MlflowAuth::Basic {
+                username: "bob".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn token_wins_over_basic_auth_and_is_redacted() {
+        let c = build(
+            &settings(),
+            &[
+                ("MLFLOW_TRACKING_TOKEN", "tok-123"),
+                ("MLFLOW_TRACKING_USERNAME", "u"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mlflow.auth, MlflowAuth::Bearer("tok-123".into()));
+        assert!(!format!("{c:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn stages_are_checked_and_normalised() {
+        let mut s = settings();
+        s.stages = "production, STAGING,Production".into();
+        assert_eq!(
+            build(&s, &[]).unwrap().deploy.stages,
+            ["Production", "Staging"]
+        );
+        s.stages = "Prod".into();
+        let err = build(&s, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("\"Prod\"") && err.contains("M2S_STAGES"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn aliases_star_means_all() {
+        let mut s = settings();
+        s.aliases = "*".into();
+        assert_eq!(build(&s, &[]).unwrap().deploy.aliases, AliasSelection::All);
+        s.aliases = "champion, challenger,champion".into();
+        assert_eq!(
+            build(&s, &[]).unwrap().deploy.aliases,
+            AliasSelection::Listed(vec!["champion".into(), "challenger".into()])
+        );
+        s.aliases = "*,champion".into();
+        assert!(build(&s, &[]).is_err());
+    }
+
+    #[test]
+    fn namespace_instance_and_secrets_are_validated() {
+        let mut s = settings();
+        s.namespace = Some(" ".into());
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("M2S_SELDON_DEPLOYMENT_NS"));
+        s.namespace = Some("Bad_NS".into());
+        assert!(build(&s, &[]).unwrap_err().to_string().contains("Bad_NS"));
+        let mut s = settings();
+        s.instance = "a b".into();
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("M2S_INSTANCE"));
+        let mut s = settings();
+        s.model_secret = Some("Not/A/Secret".into());
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("M2S_MODEL_SECRET"));
+        let mut s = settings();
+        s.default_image = Some("bad image".into());
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("M2S_SELDON_DEF_IMAGE"));
+    }
+
+    #[test]
+    fn nothing_to_deploy_is_an_error() {
+        let mut s = settings();
+        s.stages = String::new();
+        assert!(build(&s, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("nothing to deploy"));
+        s.aliases = "champion".into();
+        assert!(build(&s, &[]).is_ok());
+    }
+
+    #[test]
+    fn label_values() {
+        assert!(is_label_value("m2s"));
+        assert!(is_label_value("team_a.prod-1"));
+        assert!(!is_label_value("-x"));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+}
