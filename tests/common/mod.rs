@@ -1,0 +1,355 @@
+//! Shared helpers for the integration tests: the sandbox's real MLflow server and
+//! kube-apiserver (started by `make sandbox-up`), registry fixtures over MLflow's REST API,
+//! and running the `m2s` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// Where the running sandbox is.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub kubeconfig: PathBuf,
+    pub mlflow_url: String,
+    pub bin: PathBuf,
+}
+
+fn sandbox_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("M2S_SANDBOX_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+fn env_file_vars() -> BTreeMap<String, String> {
+    let dir = std::env::var("M2S_SANDBOX_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/m2s-sandbox/run")
+        });
+    let text = std::fs::read_to_string(dir.join("env")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Sandbox {
+    /// The sandbox, or `None` (test skipped, with a note) when it is not running. Under
+    /// `CI=true` or `M2S_SANDBOX_REQUIRED=1` a missing sandbox fails the test instead.
+    pub fn get() -> Option<Sandbox> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let file = env_file_vars();
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .or_else(|| file.get(k).cloned())
+                .filter(|v| !v.is_empty())
+        };
+        match (
+            var("M2S_SANDBOX_KUBECONFIG"),
+            var("M2S_SANDBOX_MLFLOW_URL"),
+            var("M2S_SANDBOX_BIN"),
+        ) {
+            (Some(k), Some(m), Some(b)) => Some(Sandbox {
+                kubeconfig: k.into(),
+                mlflow_url: m,
+                bin: b.into(),
+            }),
+            _ => {
+                let msg = "the sandbox is not running (run `make sandbox-up`, or `make test`)";
+                if sandbox_required() {
+                    panic!("{msg}: required under CI=true / M2S_SANDBOX_REQUIRED=1");
+                }
+                eprintln!("SKIP: {msg}");
+                None
+            }
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .output()
+            .expect("running kubectl")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn kubectl_apply_json(&self, ns: &str, object: &Value) {
+        let path = std::env::temp_dir().join(format!("m2s-test-{}.json", unique("obj")));
+        std::fs::write(&path, object.to_string()).unwrap();
+        self.kubectl_ok(&["-n", ns, "create", "-f", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// A fresh namespace (namespaces never finish deleting without a controller-manager).
+    pub fn namespace(&self, prefix: &str) -> String {
+        let ns = unique(prefix);
+        self.kubectl_ok(&["create", "namespace", &ns]);
+        ns
+    }
+
+    /// SeldonDeployments in `ns` by name (all of them, managed or not).
+    pub fn seldon_deployments(&self, ns: &str) -> BTreeMap<String, Value> {
+        let out = self.kubectl_ok(&[
+            "-n",
+            ns,
+            "get",
+            "seldondeployments.machinelearning.seldon.io",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// name → resourceVersion, to prove that nothing was written.
+    pub fn resource_versions(&self, ns: &str) -> BTreeMap<String, String> {
+        self.seldon_deployments(ns)
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn mlflow(&self) -> Mlflow {
+        Mlflow::new(&self.mlflow_url)
+    }
+
+    /// The `m2s` command with a clean environment pointed at the sandbox and `ns`; models are
+    /// limited to names starting with `prefix` so tests sharing one MLflow never see each other.
+    pub fn m2s(&self, ns: &str, prefix: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2s"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("M2S_")
+                || k.starts_with("MLFLOW_")
+                || k == "KUBECONFIG"
+                || k == "RUST_LOG"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("M2S_MLFLOW_HOST", &self.mlflow_url)
+            .env("M2S_SELDON_DEPLOYMENT_NS", ns)
+            .env("M2S_MLFLOW_STORAGE_ROOT", "pvc://mlflow-artifacts/mlruns")
+            .env("M2S_MODEL_FILTER", format!("name LIKE '{prefix}%'"))
+            .env("M2S_REQUEST_TIMEOUT", "10")
+            .env("M2S_RUN_TIMEOUT", "120");
+        cmd
+    }
+}
+
+/// A name no other test (or earlier run against the same sandbox) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}{:x}{}",
+        std::process::id() % 0xffff,
+        (nanos / 1000) % 0xff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct RunResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunResult {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn run(cmd: &mut Command) -> RunResult {
+    let out = cmd.output().expect("running m2s");
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs and asserts the exit code, showing the output when it differs.
+pub fn run_expect(cmd: &mut Command, code: i32) -> RunResult {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, code,
+        "m2s exited {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    r
+}
+
+/// Registry fixtures built through MLflow's REST API.
+pub struct Mlflow {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Mlflow {
+    pub fn new(base: &str) -> Mlflow {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Mlflow {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status();
+        let text = resp.text().unwrap();
+        assert!(status.is_success(), "POST {url} {body} -> {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub fn delete(&self, path: &str, body: Value) {
+        let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        let resp = self.http.delete(&url).json(&body).send().unwrap();
+        assert!(
+            resp.status().is_success(),
+            "DELETE {url} {body} -> {}",
+            resp.status()
+        );
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        let resp = self.http.get(&url).query(query).send().unwrap();
+        assert!(resp.status().is_success(), "GET {url} -> {}", resp.status());
+        resp.json().unwrap()
+    }
+
+    pub fn experiment(&self, name: &str) -> String {
+        self.post("experiments/create", json!({ "name": name }))["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A run; returns (run_id, artifact_uri).
+    pub fn run(&self, experiment_id: &str) -> (String, String) {
+        let r = self.post("runs/create", json!({ "experiment_id": experiment_id }));
+        (
+            r["run"]["info"]["run_id"].as_str().unwrap().to_string(),
+            r["run"]["info"]["artifact_uri"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    pub fn model(&self, name: &str) {
+        self.post("registered-models/create", json!({ "name": name }));
+    }
+
+    pub fn delete_model(&self, name: &str) {
+        self.delete("registered-models/delete", json!({ "name": name }));
+    }
+
+    pub fn set_model_tag(&self, name: &str, key: &str, value: &str) {
+        self.post(
+            "registered-models/set-tag",
+            json!({ "name": name, "key": key, "value": value }),
+        );
+    }
+
+    pub fn delete_model_tag(&self, name: &str, key: &str) {
+        self.delete(
+            "registered-models/delete-tag",
+            json!({ "name": name, "key": key }),
+        );
+    }
+
+    /// A version whose source is `runs:/<run>/model`, from a new run; returns its number.
+    pub fn version_from_run(&self, name: &str, experiment_id: &str) -> String {
+        let (run_id, _) = self.run(experiment_id);
+        self.version(name, &format!("runs:/{run_id}/model"), Some(&run_id))
+    }
+
+    pub fn version(&self, name: &str, source: &str, run_id: Option<&str>) -> String {
+        let mut body = json!({ "name": name, "source": source });
+        if let Some(r) = run_id {
+            body["run_id"] = json!(r);
+        }
+        self.post("model-versions/create", body)["model_version"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn stage(&self, name: &str, version: &str, stage: &str) {
+        self.post(
+            "model-versions/transition-stage",
+            json!({ "name": name, "version": version, "stage": stage, "archive_existing_versions": false }),
+        );
+    }
+
+    pub fn alias(&self, name: &str, alias: &str, version: &str) {
+        self.post(
+            "registered-models/alias",
+            json!({ "name": name, "alias": alias, "version": version }),
+        );
+    }
+
+    pub fn delete_alias(&self, name: &str, alias: &str) {
+        self.delete(
+            "registered-models/alias",
+            json!({ "name": name, "alias": alias }),
+        );
+    }
+
+    pub fn run_info(&self, run_id: &str) -> Value {
+        self.get("runs/get", &[("run_id", run_id)])["run"]["info"].clone()
+    }
+}
