@@ -92,15 +92,15 @@ pub fn check_storage_root(root: &str) -> Result<()> {
 /// be fetchable by Seldon.
 pub fn model_uri(loc: &ArtifactLocation, storage_root: Option<&str>) -> Result<String> {
     match storage_root {
-        Some(root) => {
-            let rel = relative_to_artifact_root(loc).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "cannot rebase artifact location {:?} onto M2S_MLFLOW_STORAGE_ROOT: no <experiment_id>/<run_id> or <experiment_id>/models part found in it",
-                    loc.uri
-                )
-            })?;
-            Ok(join(root, &rel))
-        }
+        Some(root) => match relative_to_artifact_root(loc) {
+            Some(rel) => Ok(join(root, &rel)),
+            // Registered straight from a bucket, outside MLflow's artifact root: fine as it is.
+            None if is_fetchable(&loc.uri) => Ok(loc.uri.trim_end_matches('/').to_string()),
+            None => bail!(
+                "cannot rebase artifact location {:?} onto M2S_MLFLOW_STORAGE_ROOT: no <experiment_id>/<run_id> or <experiment_id>/models part found in it, and Seldon cannot fetch it as it is",
+                loc.uri
+            ),
+        },
         None if is_fetchable(&loc.uri) => Ok(loc.uri.trim_end_matches('/').to_string()),
         None => bail!(
             "artifact location {:?} cannot be fetched by Seldon (supported: {}); set M2S_MLFLOW_STORAGE_ROOT to where Seldon can read MLflow's artifact root",
@@ -249,6 +249,15 @@ mod tests {
         assert_eq!(
             model_uri(&l, root).unwrap(),
             "s3://b/root/9/abc/artifacts/m"
+        );
+    }
+
+    #[test]
+    fn fetchable_location_outside_the_layout_is_kept_with_a_root() {
+        let l = loc("s3://models/fraud/7", None, None);
+        assert_eq!(
+            model_uri(&l, Some("pvc://x/mlruns")).unwrap(),
+            "s3://models/fraud/7"
         );
     }
 
