@@ -39,6 +39,11 @@ sandbox-down:
 demo: sandbox-up release
 	source $(SANDBOX_ENV) && bash scripts/demo.sh
 
+## Performance benchmark against the sandbox (seeds 1,200 models once, reused; ~10 min).
+## Prints a table and PASS/FAIL per target; exits non-zero when a target fails.
+bench: sandbox-up release
+	source $(SANDBOX_ENV) && python3 tests/bench/bench.py
+
 clean:
 	$(CARGO) clean
 
