@@ -156,9 +156,14 @@ if k get crd seldondeployments.machinelearning.seldon.io >>"$LOGS/crd.log" 2>&1;
 else
   run_step "create SeldonDeployment CRD" "$LOGS/crd.log" k create -f "$CRD_FILE"
 fi
-run_step "wait for CRD Established" "$LOGS/crd.log" \
-  k wait --for condition=established --timeout=60s crd/seldondeployments.machinelearning.seldon.io
-deadline=$((SECONDS + 60))
+# Polled rather than `kubectl wait`: right after creation the CRD has no status yet, and
+# `kubectl wait` fails on that instead of waiting.
+deadline=$((SECONDS + 90))
+until [[ "$(k get crd seldondeployments.machinelearning.seldon.io \
+  -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>>"$LOGS/crd.log")" == "True" ]]; do
+  ((SECONDS < deadline)) || fail "wait for CRD Established" "$LOGS/crd.log" "not Established after 90s"
+  sleep 1
+done
 until k get seldondeployments.machinelearning.seldon.io -A >>"$LOGS/crd.log" 2>&1; do
   ((SECONDS < deadline)) || fail "wait for the API to serve seldondeployments" "$LOGS/crd.log" "not served after 60s"
   sleep 1
