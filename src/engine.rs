@@ -17,6 +17,9 @@ use crate::mlflow::{EntryResult, MlflowClient};
 use crate::output::{render_json, render_text};
 use crate::plan::{check_deletion_guard, compute, Action, Plan};
 
+/// Registry entries rendered and compared at a time (see `prepare`).
+const PLAN_CHUNK: usize = 256;
+
 /// Exit code of `plan --detailed-exitcode` when changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
 
@@ -89,11 +92,10 @@ fn prepare(config: &Config) -> Result<Prepared> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let client = runtime.block_on(k8s::client(
+    let (client, server) = runtime.block_on(k8s::connect(
         config.kubeconfig.as_deref(),
         config.request_timeout,
     ))?;
-    let server = client_server(config)?;
     let kube = Kube::new(client, &deploy.namespace, server);
     let actual = runtime.block_on(kube.list_owned(&deploy.instance))?;
     log::info!(
@@ -125,28 +127,65 @@ fn prepare(config: &Config) -> Result<Prepared> {
         locations[i] = Some(r);
     }
 
-    let mut desired: Vec<Desired> = Vec::with_capacity(wanted.len());
-    for (entry, location) in wanted.iter().zip(locations) {
-        let rendered = location
-            .expect("every entry resolved")
-            .and_then(|loc| render(entry, &loc, deploy));
-        match rendered {
-            Ok(d) => desired.push(d),
-            Err(message) => errors.push(EntryError {
-                name: entry.name.clone(),
-                model: entry.model.clone(),
-                selector: entry.selector.clone(),
-                version: Some(entry.version.version.clone()),
-                message,
-            }),
-        }
-    }
     let registry_models: BTreeSet<&str> = snapshot.models.iter().map(|m| m.name.as_str()).collect();
-    let mut plan = compute(&desired, errors, &actual, deploy, &registry_models);
+    // Render and compare a range of names at a time: the plan of a name depends only on the
+    // entry, the object and the errors of that name, so the result is the same as all at once,
+    // but the rendered objects of a large registry never all exist together (rendered all at
+    // once, they were the peak of memory; a no-op run now keeps none of them).
+    debug_assert!(wanted.windows(2).all(|w| w[0].name < w[1].name));
+    debug_assert!(actual.windows(2).all(|w| w[0].name <= w[1].name));
+    let mut locations = locations.into_iter();
+    let mut plan = Plan::default();
+    let mut start = 0;
+    loop {
+        let end = (start + PLAN_CHUNK).min(wanted.len());
+        let lo = (start > 0).then(|| wanted[start].name.as_str());
+        let hi = wanted.get(end).map(|e| e.name.as_str());
+        let in_range = |name: &str| lo.is_none_or(|l| name >= l) && hi.is_none_or(|h| name < h);
+        let mut desired: Vec<Desired> = Vec::with_capacity(end - start);
+        for (entry, location) in wanted[start..end].iter().zip(locations.by_ref()) {
+            let rendered = location
+                .expect("every entry resolved")
+                .and_then(|loc| render(entry, &loc, deploy));
+            match rendered {
+                Ok(d) => desired.push(d),
+                Err(message) => errors.push(EntryError {
+                    name: entry.name.clone(),
+                    model: entry.model.clone(),
+                    selector: entry.selector.clone(),
+                    version: Some(entry.version.version.clone()),
+                    message,
+                }),
+            }
+        }
+        // `actual` is sorted by name (list_owned), like `wanted` (entries).
+        let first = actual.partition_point(|a| lo.is_some_and(|l| a.name.as_str() < l));
+        let last = actual.partition_point(|a| hi.is_none_or(|h| a.name.as_str() < h));
+        let held = errors
+            .iter()
+            .filter(|e| in_range(&e.name))
+            .cloned()
+            .collect();
+        let part = compute(
+            &desired,
+            held,
+            &actual[first..last],
+            deploy,
+            &registry_models,
+        );
+        plan.changes.extend(part.changes);
+        plan.unchanged.extend(part.unchanged);
+        plan.managed += part.managed;
+        if end == wanted.len() {
+            break;
+        }
+        start = end;
+    }
+    plan.errors = errors;
 
     // A name that is free of our objects may still be taken by someone else's.
     if plan.count(Action::Create) > 0 {
-        let taken = runtime.block_on(kube.all_names())?;
+        let taken = runtime.block_on(kube.foreign_names(&deploy.instance))?;
         let (foreign, keep): (Vec<_>, Vec<_>) = plan
             .changes
             .drain(..)
@@ -181,13 +220,27 @@ fn prepare(config: &Config) -> Result<Prepared> {
     })
 }
 
-fn client_server(config: &Config) -> Result<String> {
-    // Only for error messages; the client itself was built from the same sources.
-    Ok(config
-        .kubeconfig
-        .as_ref()
-        .map(|p| format!("kubeconfig {}", p.display()))
-        .unwrap_or_else(|| "the configured cluster".to_string()))
+/// The deletion guard; its refusal names the registry that was read, since a wrong URL or
+/// filter is the usual reason a registry asks for nothing.
+fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result<()> {
+    check_deletion_guard(
+        plan,
+        &config.deploy.namespace,
+        guard.allow_delete_all,
+        guard.max_deletes,
+    )
+    .map_err(|e| {
+        let filter = config
+            .mlflow
+            .model_filter
+            .as_deref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{e} (registry read from MLflow at {}{filter})",
+            config.deploy.mlflow_url
+        )
+    })
 }
 
 fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
@@ -207,7 +260,7 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
                 }
             }
             stdout.flush()?;
-            check_deletion_guard(plan, ns, guard.allow_delete_all, guard.max_deletes)?;
+            deletion_guard(plan, config, guard)?;
             if !plan.errors.is_empty() {
                 anyhow::bail!(
                     "{} registry entries cannot be deployed (listed above)",
@@ -223,7 +276,7 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
         Mode::Sync { dry_run } => {
             write!(stdout, "{}", render_text(plan, ns))?;
             stdout.flush()?;
-            check_deletion_guard(plan, ns, guard.allow_delete_all, guard.max_deletes)?;
+            deletion_guard(plan, config, guard)?;
             let failures = apply(&prepared, config.concurrency, dry_run);
             let summary =
                 format!(

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch,
     PatchParams, Preconditions,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::core::{ListMeta, Request, TypeMeta};
+use kube::{Client, Config, Resource};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::desired::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
@@ -34,6 +36,11 @@ pub fn owned_selector(instance: &str) -> String {
 /// A client configured like kubectl: `--kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, else
 /// the in-cluster service account.
 pub async fn client(kubeconfig: Option<&Path>, timeout: Duration) -> Result<Client> {
+    Ok(connect(kubeconfig, timeout).await?.0)
+}
+
+/// [`client`], and the API server's URL (for error messages).
+pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<(Client, String)> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -42,15 +49,24 @@ pub async fn client(kubeconfig: Option<&Path>, timeout: Duration) -> Result<Clie
                 .await
                 .with_context(|| format!("loading kubeconfig {}", path.display()))?
         }
-        None => Config::infer().await.context(
-            "loading Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster service account)",
-        )?,
+        None => Config::infer().await.with_context(|| {
+            // Name the file when KUBECONFIG points at one: that is where to look.
+            match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+                Some(v) => format!(
+                    "loading Kubernetes configuration from KUBECONFIG={} (or the in-cluster service account)",
+                    v.to_string_lossy()
+                ),
+                None => "loading Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster service account)".to_string(),
+            }
+        })?,
     };
     config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     let server = config.cluster_url.to_string();
-    Client::try_from(config).with_context(|| format!("creating a Kubernetes client for {server}"))
+    let client = Client::try_from(config)
+        .with_context(|| format!("creating a Kubernetes client for {server}"))?;
+    Ok((client, server))
 }
 
 pub struct Kube {
@@ -59,6 +75,20 @@ pub struct Kube {
     server: String,
     requests: AtomicU64,
     writes: AtomicU64,
+}
+
+/// Whether a transport error is a timeout (connect, read or write).
+fn timed_out(e: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn status_code(e: &kube::Error) -> Option<u16> {
@@ -93,9 +123,16 @@ impl Kube {
             Some(n) => format!("SeldonDeployment {}/{n}", self.namespace),
             None => format!("SeldonDeployments in namespace {}", self.namespace),
         };
+        // What RBAC checks: server-side apply is a PATCH, and one that creates the object is
+        // also authorized as a create.
+        let rbac = match verb {
+            "create" => "verbs \"create\" and \"patch\"".to_string(),
+            "update" => "verb \"patch\"".to_string(),
+            other => format!("verb {other:?}"),
+        };
         let hint = match status_code(&e) {
             Some(403) => format!(
-                ": forbidden — the identity m2s runs as needs RBAC verb {verb:?} on {RESOURCE} in namespace {:?}",
+                ": forbidden — the identity m2s runs as needs RBAC {rbac} on {RESOURCE} in namespace {:?}",
                 self.namespace
             ),
             Some(404) if name.is_none() || verb == "create" => format!(
@@ -104,61 +141,83 @@ impl Kube {
             ),
             Some(401) => ": unauthorized — the Kubernetes credentials were rejected".to_string(),
             Some(_) => String::new(),
+            None if timed_out(&e) => format!(
+                " (Kubernetes API at {}): timed out (M2S_REQUEST_TIMEOUT)",
+                self.server
+            ),
             None => format!(" (Kubernetes API at {})", self.server),
         };
         anyhow!(e).context(format!("{verb} {what}{hint}"))
     }
 
-    /// The SeldonDeployments this instance owns, paginated.
-    pub async fn list_owned(&self, instance: &str) -> Result<Vec<ActualObject>> {
+    /// Every page of a LIST, `LIST_PAGE` objects at a time.
+    async fn list_all<T, F, Fut>(&self, base: ListParams, fetch: F) -> Result<Vec<T>>
+    where
+        T: Clone,
+        F: Fn(ListParams) -> Fut,
+        Fut: std::future::Future<Output = kube::Result<ObjectList<T>>>,
+    {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut lp = ListParams::default()
-                .labels(&owned_selector(instance))
-                .limit(LIST_PAGE);
+            let mut lp = base.clone().limit(LIST_PAGE);
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let page = self
-                .api
-                .list(&lp)
-                .await
-                .map_err(|e| self.explain(e, "list", None))?;
-            out.extend(page.items.into_iter().map(to_actual));
+            let page = fetch(lp).await.map_err(|e| self.explain(e, "list", None))?;
+            out.extend(page.items);
+            // The last page has an empty continue token, not none.
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => break,
+                None => return Ok(out),
             }
         }
+    }
+
+    /// The SeldonDeployments this instance owns.
+    pub async fn list_owned(&self, instance: &str) -> Result<Vec<ActualObject>> {
+        let base = ListParams::default().labels(&owned_selector(instance));
+        let items = self
+            .list_all(base, |lp| async move { self.list_lean(&lp).await })
+            .await?;
+        let mut out: Vec<ActualObject> = items.into_iter().map(ActualObject::from).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    /// Names of every SeldonDeployment in the namespace (metadata only), to keep m2s from
-    /// taking over objects it does not own.
-    pub async fn all_names(&self) -> Result<BTreeSet<String>> {
-        let mut out = BTreeSet::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().limit(LIST_PAGE);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
-            }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let page = self
-                .api
-                .list_metadata(&lp)
-                .await
-                .map_err(|e| self.explain(e, "list", None))?;
-            out.extend(page.items.into_iter().filter_map(|o| o.metadata.name));
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(next) => token = Some(next),
-                None => break,
-            }
-        }
-        Ok(out)
+    /// One LIST page, read into [`Listed`]: kube's `ObjectList` and `DynamicObject` buffer a
+    /// whole page in serde's `flatten` form first (about 30 KB an object, managedFields
+    /// included), which made the list the peak of a run's memory.
+    async fn list_lean(&self, lp: &ListParams) -> kube::Result<ObjectList<Listed>> {
+        let url = DynamicObject::url_path(&seldon_resource(), Some(&self.namespace));
+        let req = Request::new(url)
+            .list(lp)
+            .map_err(kube::Error::BuildRequest)?;
+        let page: ListedPage = self.api.clone().into_client().request(req).await?;
+        Ok(ObjectList {
+            types: TypeMeta::default(),
+            metadata: ListMeta {
+                continue_: page.metadata.continue_,
+                ..ListMeta::default()
+            },
+            items: page.items,
+        })
+    }
+
+    /// Names of the SeldonDeployments in the namespace that this instance does not own
+    /// (metadata only), to keep m2s from taking them over.
+    pub async fn foreign_names(&self, instance: &str) -> Result<BTreeSet<String>> {
+        let items = self
+            .list_all(ListParams::default(), |lp| async move {
+                self.api.list_metadata(&lp).await
+            })
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter(|o| !is_owned(o.metadata.labels.as_ref(), instance))
+            .filter_map(|o| o.metadata.name)
+            .collect())
     }
 
     /// Server-side apply of a create or update. An update carries the listed resourceVersion,
@@ -241,18 +300,62 @@ impl Kube {
     }
 }
 
-fn to_actual(o: DynamicObject) -> ActualObject {
-    let meta = o.metadata;
-    ActualObject {
-        name: meta.name.unwrap_or_default(),
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        labels: meta.labels.unwrap_or_default(),
-        annotations: meta
-            .annotations
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
-        spec: o.data.get("spec").cloned().unwrap_or(Value::Null),
+/// Whether labels carry [`owned_selector`] for `instance`.
+fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
+    labels.is_some_and(|l| {
+        l.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+            && l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
+    })
+}
+
+/// A listed SeldonDeployment: the fields m2s reads, nothing else.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Listed {
+    #[serde(default)]
+    metadata: ListedMeta,
+    #[serde(default)]
+    spec: Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedPage {
+    #[serde(default)]
+    metadata: ListedPageMeta,
+    #[serde(default)]
+    items: Vec<Listed>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListedPageMeta {
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
+impl From<Listed> for ActualObject {
+    fn from(o: Listed) -> ActualObject {
+        let meta = o.metadata;
+        ActualObject {
+            name: meta.name.unwrap_or_default(),
+            uid: meta.uid,
+            resource_version: meta.resource_version,
+            labels: meta.labels.unwrap_or_default(),
+            annotations: meta.annotations.unwrap_or_default(),
+            spec: o.spec,
+        }
     }
 }

@@ -3,14 +3,14 @@
 //! Only reads. Every failure is an error naming the URL; callers treat any of them as "the
 //! registry is unknown" and write nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::blocking::Client;
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -22,6 +22,10 @@ const PAGE_SIZE: u32 = 1000;
 /// A registry of a million models is 1000 pages; more than this is a server bug (token loop).
 const MAX_PAGES: usize = 10_000;
 const MAX_ATTEMPTS: u32 = 4;
+/// Runs looked up per `runs/search` request (`attributes.run_id IN (...)`).
+const RUN_BATCH: usize = 500;
+/// Experiments named per `runs/search` request (it needs their ids).
+const EXPERIMENT_BATCH: usize = 500;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Tag {
@@ -102,8 +106,37 @@ struct Run {
 #[derive(Debug, Deserialize)]
 struct RunInfo {
     #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
     experiment_id: Option<String>,
     artifact_uri: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ExperimentsPage {
+    #[serde(default)]
+    experiments: Vec<ExperimentId>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+#[derive(Debug, Deserialize)]
+struct ExperimentId {
+    experiment_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsPage {
+    #[serde(default)]
+    runs: Vec<Run>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+/// What a run contributes to a location: its artifact URI and experiment.
+#[derive(Debug, Clone)]
+struct RunLocation {
+    artifact_uri: String,
+    experiment_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,13 +251,32 @@ impl MlflowClient {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Option<T>> {
+        self.request_json(Method::GET, path, query, None, &[StatusCode::NOT_FOUND])
+    }
+
+    /// One request with retries on connection errors, timeouts, 429 and 5xx; `Ok(None)` when
+    /// MLflow answers one of the `none` statuses.
+    fn request_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        none: &[StatusCode],
+    ) -> Result<Option<T>> {
         let mut url = self.endpoint(path);
-        url.query_pairs_mut().extend_pairs(query);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.http.get(url.clone()).send();
+            let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let outcome = request.send();
             let retryable = match outcome {
                 Ok(resp) => {
                     let status = resp.status();
@@ -240,8 +292,11 @@ impl MlflowClient {
                         });
                     }
                     let detail = error_detail(resp);
+                    if none.contains(&status) {
+                        log::debug!("MLflow at {url} answered {status}{detail}");
+                        return Ok(None);
+                    }
                     match status {
-                        StatusCode::NOT_FOUND => return Ok(None),
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
                             "MLflow at {url} answered {status}{detail}: check the MLflow credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
                         ),
@@ -329,23 +384,34 @@ impl MlflowClient {
     /// Where the files of `version` are. Looks the version up first when only its number is
     /// known (`version.source` is `None`, as for aliases).
     pub fn resolve(&self, version: &ModelVersion) -> Result<EntryResult<ArtifactLocation>> {
-        let fetched;
-        let version = if version.source.is_none() {
-            match self.model_version(&version.name, &version.version)? {
-                Some(v) => {
-                    fetched = v;
-                    &fetched
-                }
-                None => {
-                    return Ok(Err(format!(
-                        "version {} of model {:?} does not exist (deleted while m2s ran?)",
-                        version.version, version.name
-                    )))
-                }
-            }
-        } else {
-            version
-        };
+        match self.complete(version)? {
+            Ok(v) => self.locate(&v, &HashMap::new()),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// `version` with its source: as given, or read from MLflow when only its number is known.
+    fn complete(&self, version: &ModelVersion) -> Result<EntryResult<ModelVersion>> {
+        if version.source.is_some() {
+            return Ok(Ok(version.clone()));
+        }
+        Ok(self
+            .model_version(&version.name, &version.version)?
+            .ok_or_else(|| {
+                format!(
+                    "version {} of model {:?} does not exist (deleted while m2s ran?)",
+                    version.version, version.name
+                )
+            }))
+    }
+
+    /// The location of a version whose source is known; `runs` are runs already read (a run
+    /// not among them is read with `runs/get`).
+    fn locate(
+        &self,
+        version: &ModelVersion,
+        runs: &HashMap<String, RunLocation>,
+    ) -> Result<EntryResult<ArtifactLocation>> {
         if let Some(status) = version.status.as_deref() {
             if status != "READY" {
                 return Ok(Err(format!(
@@ -365,17 +431,26 @@ impl MlflowClient {
                 run_id: source_run,
                 path,
             } => {
-                let Some(run) =
-                    self.get_json::<RunResponse>("runs/get", &[("run_id", &source_run)])?
-                else {
-                    return Ok(Err(format!(
-                        "version {}: run {source_run} of its source {source:?} does not exist",
-                        version.version
-                    )));
+                let run = match runs.get(&source_run) {
+                    Some(run) => run.clone(),
+                    None => match self
+                        .get_json::<RunResponse>("runs/get", &[("run_id", &source_run)])?
+                    {
+                        Some(r) => RunLocation {
+                            artifact_uri: r.run.info.artifact_uri,
+                            experiment_id: r.run.info.experiment_id,
+                        },
+                        None => {
+                            return Ok(Err(format!(
+                            "version {}: run {source_run} of its source {source:?} does not exist",
+                            version.version
+                        )))
+                        }
+                    },
                 };
                 Ok(Ok(ArtifactLocation {
-                    uri: join(&run.run.info.artifact_uri, &path),
-                    experiment_id: run.run.info.experiment_id,
+                    uri: join(&run.artifact_uri, &path),
+                    experiment_id: run.experiment_id,
                     run_id: Some(source_run),
                 }))
             }
@@ -403,12 +478,179 @@ impl MlflowClient {
     }
 
     /// Resolves many versions with up to `concurrency` requests in flight; the first MLflow
-    /// failure fails the whole call.
+    /// failure fails the whole call. The runs behind `runs:/` sources are read in batches
+    /// (`runs/search`, [`RUN_BATCH`] runs a request) rather than one `runs/get` each: a cold
+    /// sync of thousands of versions is then a handful of requests. A run the batch does not
+    /// return is still read with `runs/get`, so every outcome is the same as one by one.
     pub fn resolve_all(
         &self,
         versions: &[ModelVersion],
     ) -> Result<Vec<EntryResult<ArtifactLocation>>> {
-        parallel_map(versions, self.concurrency, |v| self.resolve(v))
+        // Threads only for what needs a request (each thread's allocations stay in its own
+        // malloc arena: thousands of copies made on 16 threads cost megabytes of memory).
+        let unknown: Vec<&ModelVersion> = versions.iter().filter(|v| v.source.is_none()).collect();
+        let mut fetched =
+            parallel_map(&unknown, self.concurrency, |v| self.complete(v))?.into_iter();
+        let completed: Vec<EntryResult<ModelVersion>> = versions
+            .iter()
+            .map(|v| match v.source {
+                Some(_) => Ok(v.clone()),
+                None => fetched.next().expect("one result per unknown version"),
+            })
+            .collect();
+        let run_ids: BTreeSet<String> = completed
+            .iter()
+            .filter_map(|v| v.as_ref().ok()?.source.as_deref())
+            .filter_map(|s| match parse_source(s) {
+                Ok(Source::Run { run_id, .. }) => Some(run_id),
+                _ => None,
+            })
+            .collect();
+        let run_ids: Vec<String> = run_ids.into_iter().collect();
+        let runs = self.runs_by_id(&run_ids)?;
+        let offline = |v: &EntryResult<ModelVersion>| match v {
+            Err(_) => true,
+            Ok(v) => match v.source.as_deref().map(parse_source) {
+                Some(Ok(Source::Run { run_id, .. })) => runs.contains_key(&run_id),
+                Some(Ok(Source::LoggedModel { .. })) => false,
+                _ => true,
+            },
+        };
+        let online: Vec<&ModelVersion> = completed
+            .iter()
+            .filter(|v| !offline(v))
+            .filter_map(|v| v.as_ref().ok())
+            .collect();
+        let mut located =
+            parallel_map(&online, self.concurrency, |v| self.locate(v, &runs))?.into_iter();
+        completed
+            .iter()
+            .map(|v| match v {
+                Err(e) => Ok(Err(e.clone())),
+                Ok(_) if !offline(v) => Ok(located.next().expect("one result per online version")),
+                Ok(v) => self.locate(v, &runs),
+            })
+            .collect()
+    }
+
+    /// Artifact URI and experiment of many runs, by `runs/search` over every experiment. Runs
+    /// it does not find are left out (the caller reads them one by one). A server that does not
+    /// support the search (404, 400) gets an empty answer; any other failure is an error.
+    fn runs_by_id(&self, run_ids: &[String]) -> Result<HashMap<String, RunLocation>> {
+        let mut found = HashMap::new();
+        // Ids go into a filter string: only plain ones (MLflow's are hex).
+        let ids: Vec<&str> = run_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| {
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .collect();
+        // A batch costs at least two requests (experiments, runs).
+        if ids.len() <= 2 {
+            return Ok(found);
+        }
+        let Some(experiments) = self.experiment_ids()? else {
+            return Ok(found);
+        };
+        let batches: Vec<(&[String], &[&str])> = experiments
+            .chunks(EXPERIMENT_BATCH)
+            .flat_map(|e| ids.chunks(RUN_BATCH).map(move |r| (e, r)))
+            .collect();
+        if batches.is_empty() || batches.len() >= ids.len() {
+            return Ok(found);
+        }
+        let pages = parallel_map(&batches, self.concurrency, |(experiments, ids)| {
+            self.search_runs(experiments, ids)
+        })?;
+        for page in pages.into_iter().flatten() {
+            for run in page {
+                if let Some(id) = run.info.run_id {
+                    found.insert(
+                        id,
+                        RunLocation {
+                            artifact_uri: run.info.artifact_uri,
+                            experiment_id: run.info.experiment_id,
+                        },
+                    );
+                }
+            }
+        }
+        log::debug!(
+            "runs/search: {} of {} runs found in {} batches",
+            found.len(),
+            run_ids.len(),
+            batches.len()
+        );
+        Ok(found)
+    }
+
+    /// Every experiment id (deleted ones too: `runs/get` reads their runs as well); `None` when
+    /// the server does not support the search.
+    fn experiment_ids(&self) -> Result<Option<Vec<String>>> {
+        let mut ids = Vec::new();
+        let mut seen_tokens = HashSet::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut body = serde_json::json!({ "max_results": PAGE_SIZE, "view_type": "ALL" });
+            if let Some(t) = &token {
+                body["page_token"] = t.clone().into();
+            }
+            let Some(page) = self.request_json::<ExperimentsPage>(
+                Method::POST,
+                "experiments/search",
+                &[],
+                Some(&body),
+                &[StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST],
+            )?
+            else {
+                return Ok(None);
+            };
+            ids.extend(page.experiments.into_iter().map(|e| e.experiment_id));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
+                Some(_) => return Ok(None), // a looping token: do without the batch
+                None => return Ok(Some(ids)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The runs among `ids` in `experiments` (all pages); `None` when the server refuses the
+    /// search.
+    fn search_runs(&self, experiments: &[String], ids: &[&str]) -> Result<Option<Vec<Run>>> {
+        let filter = format!("attributes.run_id IN ('{}')", ids.join("', '"));
+        let mut runs = Vec::new();
+        let mut seen_tokens = HashSet::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut body = serde_json::json!({
+                "experiment_ids": experiments,
+                "filter": filter,
+                "run_view_type": "ALL",
+                "max_results": RUN_BATCH,
+            });
+            if let Some(t) = &token {
+                body["page_token"] = t.clone().into();
+            }
+            let Some(page) = self.request_json::<RunsPage>(
+                Method::POST,
+                "runs/search",
+                &[],
+                Some(&body),
+                &[StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST],
+            )?
+            else {
+                return Ok(None);
+            };
+            runs.extend(page.runs);
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(Some(runs))
     }
 }
 
