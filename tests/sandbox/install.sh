@@ -97,6 +97,9 @@ fi
 if [[ ! -x "$VENV_DIR/bin/mlflow" ]]; then
   rm -rf "$VENV_DIR"
   run_step "create MLflow venv" "$LOGS/mlflow-install.log" python3 -m venv "$VENV_DIR"
+  # Seen once on this machine kind: venv reported success and left no directory. Try once more.
+  [[ -x "$VENV_DIR/bin/pip" ]] || run_step "create MLflow venv (again)" "$LOGS/mlflow-install.log" \
+    python3 -m venv --clear "$VENV_DIR"
   [[ -x "$VENV_DIR/bin/pip" ]] || fail "create MLflow venv" "$LOGS/mlflow-install.log" "no pip in $VENV_DIR after python3 -m venv"
   run_step "pip install $MLFLOW_PIP_SPEC (about 2 min)" "$LOGS/mlflow-install.log" \
     "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "$MLFLOW_PIP_SPEC"
