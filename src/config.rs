@@ -76,6 +76,24 @@ pub struct DeployConfig {
     pub mlflow_url: String,
 }
 
+impl DeployConfig {
+    /// The settings m2s uses when only the namespace and the MLflow URL are given.
+    pub fn new(namespace: &str, mlflow_url: &str) -> DeployConfig {
+        DeployConfig {
+            namespace: namespace.to_string(),
+            instance: "m2s".into(),
+            storage_root: None,
+            default_image: None,
+            image_tag: "deployment-image".into(),
+            registry_secret: None,
+            model_secret: None,
+            stages: vec!["Staging".into(), "Production".into()],
+            aliases: AliasSelection::Listed(vec![]),
+            mlflow_url: mlflow_url.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mlflow: MlflowConfig,

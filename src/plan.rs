@@ -292,16 +292,9 @@ mod tests {
 
     fn cfg() -> DeployConfig {
         DeployConfig {
-            namespace: "models".into(),
-            instance: "m2s".into(),
             storage_root: Some("s3://bucket/mlruns".into()),
-            default_image: None,
-            image_tag: "deployment-image".into(),
-            registry_secret: None,
-            model_secret: None,
-            stages: vec!["Staging".into(), "Production".into()],
             aliases: AliasSelection::Listed(vec!["champion".into()]),
-            mlflow_url: "http://mlflow:5000".into(),
+            ..DeployConfig::new("models", "http://mlflow:5000")
         }
     }
 
