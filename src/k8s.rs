@@ -224,7 +224,13 @@ impl Kube {
     /// so an object changed since the list is not overwritten blindly: on that conflict the
     /// object is read again and accepted if it already is as desired (another m2s run did it).
     pub async fn apply(&self, change: &Change, dry_run: bool) -> Result<()> {
-        let mut body = change.object.clone().context("apply without an object")?;
+        let mut body: Value = serde_json::from_str(
+            change
+                .object
+                .as_deref()
+                .context("apply without an object")?,
+        )
+        .context("re-reading the rendered object")?;
         if let Some(rv) = &change.resource_version {
             body["metadata"]["resourceVersion"] = Value::String(rv.clone());
         }
@@ -250,15 +256,14 @@ impl Kube {
                     .get_opt(&change.name)
                     .await
                     .map_err(|e| self.explain(e, "get", Some(&change.name)))?;
-                let wanted = change.object.as_ref().expect("checked above");
                 let already = current.as_ref().is_some_and(|c| {
                     let c = serde_json::to_value(c).unwrap_or_default();
-                    is_subset(&wanted["metadata"]["labels"], &c["metadata"]["labels"])
+                    is_subset(&body["metadata"]["labels"], &c["metadata"]["labels"])
                         && is_subset(
-                            &wanted["metadata"]["annotations"],
+                            &body["metadata"]["annotations"],
                             &c["metadata"]["annotations"],
                         )
-                        && is_subset(&wanted["spec"], &c["spec"])
+                        && is_subset(&body["spec"], &c["spec"])
                 });
                 if already {
                     log::info!("{}: already as desired (written concurrently)", change.name);

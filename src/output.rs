@@ -161,10 +161,7 @@ fn json_change(c: &Change) -> JsonChange<'_> {
         stage,
         alias,
         reason: &c.reason,
-        model_uri: c
-            .object
-            .as_ref()
-            .and_then(|o| o["spec"]["predictors"][0]["graph"]["modelUri"].as_str()),
+        model_uri: c.model_uri.as_deref(),
     }
 }
 
@@ -219,8 +216,8 @@ mod tests {
             previous_version: previous.map(String::from),
             selector: Some(Selector::Stage("Production".into())),
             reason: reason.into(),
-            object: (action != Action::Delete)
-                .then(|| json!({"spec": {"predictors": [{"graph": {"modelUri": "s3://b/m"}}]}})),
+            object: (action != Action::Delete).then(|| "{}".to_string()),
+            model_uri: (action != Action::Delete).then(|| "s3://b/m".to_string()),
             uid: None,
             resource_version: None,
         }

@@ -65,8 +65,11 @@ pub struct Change {
     pub previous_version: Option<String>,
     pub selector: Option<Selector>,
     pub reason: String,
-    /// Body to apply (create and update).
-    pub object: Option<Value>,
+    /// Body to apply (create and update), as compact JSON: a large cold sync holds thousands
+    /// of these at once, and a JSON tree of one takes about four times its text.
+    pub object: Option<String>,
+    /// The `modelUri` the body sets (create and update).
+    pub model_uri: Option<String>,
     /// Preconditions from the listed object (update and delete).
     pub uid: Option<String>,
     pub resource_version: Option<String>,
@@ -205,7 +208,8 @@ pub fn compute(
             previous_version: None,
             selector: Some(e.selector.clone()),
             reason: String::new(),
-            object: Some(d.object.clone()),
+            object: Some(d.object.to_string()),
+            model_uri: Some(d.model_uri.clone()),
             uid: None,
             resource_version: None,
         };
@@ -241,6 +245,7 @@ pub fn compute(
             selector: a.selector(),
             reason: delete_reason(a, cfg, registry_models),
             object: None,
+            model_uri: None,
             uid: a.uid.clone(),
             resource_version: a.resource_version.clone(),
         });
