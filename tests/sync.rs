@@ -517,3 +517,94 @@ fn mlflow_down_writes_nothing() {
     );
     assert_eq!(sb.resource_versions(&ns), before);
 }
+
+/// More entries than the engine plans at once (it renders and compares 256 names at a time):
+/// the plan across chunk boundaries is the same as all at once.
+#[test]
+fn large_registry_plans_across_chunks() {
+    let Some(sb) = Sandbox::get() else { return };
+    let p = unique("many");
+    let ns = sb.namespace("sync-many");
+    let exp = sb.mlflow().experiment(&unique("exp"));
+    let models: Vec<String> = (0..100).map(|i| format!("{p}-m{i:03}")).collect();
+    // Seeded on 4 threads: 100 models × (Staging, Production, alias champion) = 300 entries.
+    std::thread::scope(|s| {
+        for chunk in models.chunks(25) {
+            let (exp, url) = (&exp, sb.mlflow_url.clone());
+            s.spawn(move || {
+                let ml = common::Mlflow::new(&url);
+                for m in chunk {
+                    ml.model(m);
+                    let v1 = ml.version_from_run(m, exp);
+                    let v2 = ml.version_from_run(m, exp);
+                    ml.stage(m, &v1, "Staging");
+                    ml.stage(m, &v2, "Production");
+                    ml.alias(m, "champion", &v1);
+                }
+            });
+        }
+    });
+    let m2s = || {
+        let mut c = sb.m2s(&ns, &p);
+        c.env("M2S_ALIASES", "champion");
+        c
+    };
+    let r = run_expect(m2s().arg("sync"), 0);
+    assert!(
+        r.stdout
+            .contains("Sync: 300 created, 0 updated, 0 deleted, 0 unchanged"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(sb.seldon_deployments(&ns).len(), 300);
+
+    // Changes spread over the name range and on both sides of the first chunk boundary: names
+    // sort as <model>-champion, -production, -staging, so entry 255 (m085-champion) ends the
+    // first chunk and entry 256 (m085-production) starts the second.
+    let ml = sb.mlflow();
+    for m in ["m000", "m084", "m085", "m099"] {
+        ml.delete_alias(&format!("{p}-{m}"), "champion");
+    }
+    for m in ["m050", "m085"] {
+        let v3 = ml.version_from_run(&format!("{p}-{m}"), &exp);
+        ml.stage(&format!("{p}-{m}"), &v3, "Production");
+    }
+    let r = run_expect(m2s().args(["plan", "-o", "json", "--detailed-exitcode"]), 2);
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        plan["summary"],
+        json!({"add": 0, "change": 2, "destroy": 4, "unchanged": 294, "errors": 0})
+    );
+    let changes: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("delete", "m000-champion"),
+        ("update", "m050-production"),
+        ("delete", "m084-champion"),
+        ("delete", "m085-champion"),
+        ("update", "m085-production"),
+        ("delete", "m099-champion"),
+    ]
+    .iter()
+    .map(|(a, n)| (a.to_string(), format!("{p}-{n}")))
+    .collect();
+    assert_eq!(changes, want);
+    run_expect(m2s().arg("sync"), 0);
+    let before = sb.resource_versions(&ns);
+    assert_eq!(before.len(), 296);
+    let r = run_expect(m2s().args(["plan", "--detailed-exitcode"]), 0);
+    assert!(
+        r.stdout.starts_with("No changes. 296 SeldonDeployments"),
+        "{}",
+        r.stdout
+    );
+}
