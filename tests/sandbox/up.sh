@@ -40,6 +40,9 @@ if [[ -d "$M2S_SANDBOX_DIR" ]]; then
   rm -rf "$M2S_SANDBOX_DIR.prev"; mv "$M2S_SANDBOX_DIR" "$M2S_SANDBOX_DIR.prev"
 fi
 mkdir -p "$M2S_SANDBOX_DIR"/{logs,pki,etcd,mlflow/artifacts}
+# A start that fails half way stops what it had started (logs stay for reading).
+sandbox_up=0
+trap '((sandbox_up)) || bash "$SANDBOX_SCRIPTS/down.sh" --quiet' EXIT
 chmod 700 "$M2S_SANDBOX_DIR"
 LOGS="$M2S_SANDBOX_DIR/logs"
 PKI="$M2S_SANDBOX_DIR/pki"
@@ -185,5 +188,6 @@ export M2S_SANDBOX_BIN=$BIN_DIR
 export M2S_SANDBOX_AUDIT_LOG=$AUDIT_LOG
 export M2S_SANDBOX_LOGS=$LOGS
 ENV
+sandbox_up=1
 log "sandbox is up"
 cat "$ENV_FILE"
