@@ -65,4 +65,10 @@ wait_http() {
   done
 }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE: the process is running and is one of this sandbox's (its command line names
+# $M2S_SANDBOX_DIR), so a stale pid file never makes us signal an unrelated process.
+pid_alive() {
+  [[ -f "$1" ]] || return 1
+  local pid; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$M2S_SANDBOX_DIR"
+}
