@@ -586,20 +586,21 @@ impl MlflowClient {
         Ok(found)
     }
 
-    /// Every experiment id (deleted ones too: `runs/get` reads their runs as well); `None` when
-    /// the server does not support the search.
-    fn experiment_ids(&self) -> Result<Option<Vec<String>>> {
-        let mut ids = Vec::new();
+    /// Every page of a POST search, following `next_page_token`. `Ok(None)` when the server
+    /// refuses the search (404 or 400); otherwise the pages and whether they are complete
+    /// (false when a page token repeats or there are more than `MAX_PAGES`).
+    fn search_pages<P: DeserializeOwned>(
+        &self,
+        path: &str,
+        mut body: serde_json::Value,
+        next_token: impl Fn(&P) -> Option<String>,
+    ) -> Result<Option<(Vec<P>, bool)>> {
+        let mut pages = Vec::new();
         let mut seen_tokens = HashSet::new();
-        let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut body = serde_json::json!({ "max_results": PAGE_SIZE, "view_type": "ALL" });
-            if let Some(t) = &token {
-                body["page_token"] = t.clone().into();
-            }
-            let Some(page) = self.request_json::<ExperimentsPage>(
+            let Some(page) = self.request_json::<P>(
                 Method::POST,
-                "experiments/search",
+                path,
                 &[],
                 Some(&body),
                 &[StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST],
@@ -607,50 +608,49 @@ impl MlflowClient {
             else {
                 return Ok(None);
             };
-            ids.extend(page.experiments.into_iter().map(|e| e.experiment_id));
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
-                Some(_) => return Ok(None), // a looping token: do without the batch
-                None => return Ok(Some(ids)),
+            let next = next_token(&page).filter(|t| !t.is_empty());
+            pages.push(page);
+            match next {
+                Some(t) if seen_tokens.insert(t.clone()) => body["page_token"] = t.into(),
+                Some(_) => return Ok(Some((pages, false))),
+                None => return Ok(Some((pages, true))),
             }
         }
-        Ok(None)
+        Ok(Some((pages, false)))
+    }
+
+    /// Every experiment id (deleted ones too: `runs/get` reads their runs as well); `None` when
+    /// the server does not support the search or its pages loop.
+    fn experiment_ids(&self) -> Result<Option<Vec<String>>> {
+        let body = serde_json::json!({ "max_results": PAGE_SIZE, "view_type": "ALL" });
+        Ok(self
+            .search_pages("experiments/search", body, |p: &ExperimentsPage| {
+                p.next_page_token.clone()
+            })?
+            .filter(|(_, complete)| *complete)
+            .map(|(pages, _)| {
+                pages
+                    .into_iter()
+                    .flat_map(|p| p.experiments)
+                    .map(|e| e.experiment_id)
+                    .collect()
+            }))
     }
 
     /// The runs among `ids` in `experiments` (all pages); `None` when the server refuses the
-    /// search.
+    /// search. Runs missing from an incomplete answer are looked up one by one by the caller.
     fn search_runs(&self, experiments: &[String], ids: &[&str]) -> Result<Option<Vec<Run>>> {
-        let filter = format!("attributes.run_id IN ('{}')", ids.join("', '"));
-        let mut runs = Vec::new();
-        let mut seen_tokens = HashSet::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut body = serde_json::json!({
-                "experiment_ids": experiments,
-                "filter": filter,
-                "run_view_type": "ALL",
-                "max_results": RUN_BATCH,
-            });
-            if let Some(t) = &token {
-                body["page_token"] = t.clone().into();
-            }
-            let Some(page) = self.request_json::<RunsPage>(
-                Method::POST,
-                "runs/search",
-                &[],
-                Some(&body),
-                &[StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST],
-            )?
-            else {
-                return Ok(None);
-            };
-            runs.extend(page.runs);
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
-                _ => break,
-            }
-        }
-        Ok(Some(runs))
+        let body = serde_json::json!({
+            "experiment_ids": experiments,
+            "filter": format!("attributes.run_id IN ('{}')", ids.join("', '")),
+            "run_view_type": "ALL",
+            "max_results": RUN_BATCH,
+        });
+        Ok(self
+            .search_pages("runs/search", body, |p: &RunsPage| {
+                p.next_page_token.clone()
+            })?
+            .map(|(pages, _)| pages.into_iter().flat_map(|p| p.runs).collect()))
     }
 }
 
