@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the SeldonDeployment CRD, an MLflow
-# server) on free loopback ports, or reuses the one already running. Prints the environment to use
-# it; the same lines are in $M2S_SANDBOX_DIR/env.
+# Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the CRDs of the three serving
+# targets, an MLflow server) on free loopback ports, or reuses the one already running. Prints the
+# environment to use it; the same lines are in $M2S_SANDBOX_DIR/env.
 #   KUBEBUILDER_ASSETS=DIR      use DIR/kube-apiserver and DIR/etcd instead of the cached build
 #   M2S_TEST_KUBECONFIG=FILE    use that cluster; start no control plane
-#   M2S_SELDON_CRD=FILE         install this CRD (default: tests/fixtures/seldon-crd.yaml)
+#   M2S_SELDON_CRD, M2S_KSERVE_CRD, M2S_SELDON_V2_CRD=FILE
+#                               install these CRDs (default: the real ones in ../shared when it is
+#                               there, else the trimmed fixtures in tests/fixtures/)
 source "$(dirname "$0")/lib.sh"
 ENV_FILE="$M2S_SANDBOX_DIR/env"
 
@@ -15,15 +17,30 @@ sandbox_healthy() {
     curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/health" >/dev/null 2>&1 || exit 1
     "$M2S_SANDBOX_BIN/kubectl" --kubeconfig "$M2S_SANDBOX_KUBECONFIG" --request-timeout=5s \
       get --raw /readyz >/dev/null 2>&1 || exit 1
-    # The CRD must be the one asked for (the real one in CI, the fixture elsewhere).
-    [[ "$(cat "$M2S_SANDBOX_DIR/crd-source" 2>/dev/null)" == "$(crd_source)" ]] || exit 1
+    # The CRDs must be the ones asked for (the real ones in CI, maybe the fixtures elsewhere).
+    [[ "$(cat "$M2S_SANDBOX_DIR/crd-source" 2>/dev/null)" == "$(crd_sources)" ]] || exit 1
   )
 }
 
-crd_source() {
-  local crd="${M2S_SELDON_CRD:-$REPO_ROOT/tests/fixtures/seldon-crd.yaml}"
-  [[ -f "$crd" ]] || fail "find SeldonDeployment CRD" "" "no CRD file at $crd (M2S_SELDON_CRD)"
-  printf '%s %s\n' "$(cd "$(dirname "$crd")" && pwd)/$(basename "$crd")" "$(sha256sum <"$crd" | cut -c1-16)"
+SHARED_DIR="$(cd "$REPO_ROOT/.." && pwd)/shared"
+# crd_file VAR SHARED_PATH FIXTURE: the CRD to install for one target.
+crd_file() {
+  local var="$1" shared="$SHARED_DIR/$2" fixture="$REPO_ROOT/tests/fixtures/$3"
+  local crd="${!var:-}"
+  if [[ -z "$crd" ]]; then
+    if [[ -f "$shared" ]]; then crd="$shared"; else crd="$fixture"; fi
+  fi
+  [[ -f "$crd" ]] || fail "find CRD" "" "no CRD file at $crd ($var)"
+  printf '%s\n' "$(cd "$(dirname "$crd")" && pwd)/$(basename "$crd")"
+}
+crd_files() {
+  crd_file M2S_SELDON_CRD seldon/seldondeployments.machinelearning.seldon.io.v1.yaml seldon-crd.yaml
+  crd_file M2S_KSERVE_CRD kserve/inferenceservices.serving.kserve.io.v1beta1.yaml kserve-crd.yaml
+  crd_file M2S_SELDON_V2_CRD seldon/models.mlops.seldon.io.v1alpha1.yaml seldon-v2-crd.yaml
+}
+crd_sources() {
+  local f
+  crd_files | while read -r f; do printf '%s %s\n' "$f" "$(sha256sum <"$f" | cut -c1-16)"; done
 }
 
 if sandbox_healthy; then
@@ -150,32 +167,44 @@ KC
   chmod 600 "$KUBECONFIG_FILE"
 fi
 
-# SeldonDeployment CRD: created (too large for client-side apply), replaced when it is another one.
-CRD_SOURCE="$(crd_source)"; CRD_FILE="${CRD_SOURCE% *}"
-k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=30s "$@"; }
-log "installing SeldonDeployment CRD from $CRD_FILE (log: $LOGS/crd.log)"
-if k get crd seldondeployments.machinelearning.seldon.io >>"$LOGS/crd.log" 2>&1; then
-  run_step "replace SeldonDeployment CRD" "$LOGS/crd.log" k replace -f "$CRD_FILE"
-else
-  run_step "create SeldonDeployment CRD" "$LOGS/crd.log" k create -f "$CRD_FILE"
-fi
-# Polled rather than `kubectl wait`: right after creation the CRD has no status yet, and
-# `kubectl wait` fails on that instead of waiting.
-deadline=$((SECONDS + 90))
-until [[ "$(k get crd seldondeployments.machinelearning.seldon.io \
-  -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>>"$LOGS/crd.log")" == "True" ]]; do
-  ((SECONDS < deadline)) || fail "wait for CRD Established" "$LOGS/crd.log" "not Established after 90s"
-  sleep 1
-done
-until k get seldondeployments.machinelearning.seldon.io -A >>"$LOGS/crd.log" 2>&1; do
-  ((SECONDS < deadline)) || fail "wait for the API to serve seldondeployments" "$LOGS/crd.log" "not served after 60s"
-  sleep 1
-done
-echo "$CRD_SOURCE" >"$M2S_SANDBOX_DIR/crd-source"
+# The CRDs: created (too large for client-side apply), replaced when they are other ones.
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=60s "$@"; }
+deadline=$((SECONDS + 120))
+while read -r CRD_FILE; do
+  CRD_NAME="$(sed -n 's/^  name: //p' "$CRD_FILE" | head -n1)"
+  [[ -n "$CRD_NAME" ]] || fail "read CRD name" "" "no metadata.name in $CRD_FILE"
+  log "installing CRD $CRD_NAME from $CRD_FILE (log: $LOGS/crd.log)"
+  if k get crd "$CRD_NAME" >>"$LOGS/crd.log" 2>&1; then
+    run_step "replace CRD $CRD_NAME" "$LOGS/crd.log" k replace -f "$CRD_FILE"
+  else
+    run_step "create CRD $CRD_NAME" "$LOGS/crd.log" k create -f "$CRD_FILE"
+  fi
+  # Polled rather than `kubectl wait`: right after creation the CRD has no status yet, and
+  # `kubectl wait` fails on that instead of waiting.
+  until [[ "$(k get crd "$CRD_NAME" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>>"$LOGS/crd.log")" == "True" ]]; do
+    ((SECONDS < deadline)) || fail "wait for CRD $CRD_NAME Established" "$LOGS/crd.log" "not Established after 120s"
+    sleep 1
+  done
+  until k get "${CRD_NAME%%.*}.${CRD_NAME#*.}" -A >>"$LOGS/crd.log" 2>&1; do
+    ((SECONDS < deadline)) || fail "wait for the API to serve $CRD_NAME" "$LOGS/crd.log" "not served after 120s"
+    sleep 1
+  done
+done < <(crd_files)
+crd_sources >"$M2S_SANDBOX_DIR/crd-source"
 
 MLFLOW_PORT="$(pick_port M2S_SANDBOX_MLFLOW_PORT)"
+# Webhooks (MLflow 3.3+) to a receiver on loopback over http, with a fixed key so that a restarted
+# server can still read its webhooks' secrets; a 1 s subscriber cache so tests see new webhooks
+# at once. No GenAI job consumers (seven processes of ~230 MB that m2s never needs).
+WEBHOOK_KEY_FILE="$M2S_SANDBOX_DIR/mlflow/webhook-encryption-key"
+[[ -s "$WEBHOOK_KEY_FILE" ]] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' >"$WEBHOOK_KEY_FILE"
+chmod 600 "$WEBHOOK_KEY_FILE"
 log "starting mlflow server on http://127.0.0.1:$MLFLOW_PORT (log: $LOGS/mlflow.log)"
-start_bg mlflow "$LOGS/mlflow.log" "$VENV_DIR/bin/mlflow" server \
+start_bg mlflow "$LOGS/mlflow.log" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+  MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
+  MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$(cat "$WEBHOOK_KEY_FILE")" MLFLOW_WEBHOOK_CACHE_TTL=1 \
+  "$VENV_DIR/bin/mlflow" server \
   --backend-store-uri "sqlite:///$M2S_SANDBOX_DIR/mlflow/mlflow.db" \
   --default-artifact-root "$M2S_SANDBOX_DIR/mlflow/artifacts" \
   --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2
