@@ -1,9 +1,8 @@
-//! Where a model version's files are, and the URI Seldon's storage initializer fetches them from.
+//! Where a model version's files are, and the URI the serving stack fetches them from.
 
 use anyhow::{bail, Result};
 
-/// URI schemes Seldon Core's storage initializer can fetch from.
-pub const FETCHABLE_SCHEMES: [&str; 5] = ["s3", "gs", "pvc", "https", "http"];
+use crate::targets::Target;
 
 /// What a model version's `source` points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,40 +71,62 @@ fn scheme(uri: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-pub fn is_fetchable(uri: &str) -> bool {
-    scheme(uri).is_some_and(|s| FETCHABLE_SCHEMES.iter().any(|f| f.eq_ignore_ascii_case(s)))
+/// Whether `target`'s model fetcher reads `uri`.
+pub fn is_fetchable(uri: &str, target: &dyn Target) -> bool {
+    scheme(uri).is_some_and(|s| {
+        target
+            .fetchable_schemes()
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(s))
+    })
 }
 
-pub fn check_storage_root(root: &str) -> Result<()> {
-    if !is_fetchable(root) {
+fn schemes(target: &dyn Target) -> String {
+    target
+        .fetchable_schemes()
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn check_storage_root(root: &str, target: &dyn Target) -> Result<()> {
+    if !is_fetchable(root, target) {
         bail!(
-            "storage root {root:?} (M2S_MLFLOW_STORAGE_ROOT) must start with one of {} ://",
-            FETCHABLE_SCHEMES.join(", ")
+            "storage root {root:?} (M2S_MLFLOW_STORAGE_ROOT) must be a location target {} reads: {}",
+            target.id(),
+            schemes(target)
         );
     }
     Ok(())
 }
 
-/// The `modelUri` for Seldon. With a storage root, the part of the location from the experiment
+/// The model URI for the serving stack. With a storage root, the part of the location from the experiment
 /// id on (`<experiment_id>/<run_id>/artifacts/...` or `<experiment_id>/models/<id>/...`, MLflow's
 /// layout under its artifact root) is put under the root; without one, the location must already
-/// be fetchable by Seldon.
-pub fn model_uri(loc: &ArtifactLocation, storage_root: Option<&str>) -> Result<String> {
+/// be one the target fetches.
+pub fn model_uri(
+    loc: &ArtifactLocation,
+    storage_root: Option<&str>,
+    target: &dyn Target,
+) -> Result<String> {
+    let kind = target.resource().kind;
     match storage_root {
         Some(root) => match relative_to_artifact_root(loc) {
             Some(rel) => Ok(join(root, &rel)),
             // Registered straight from a bucket, outside MLflow's artifact root: fine as it is.
-            None if is_fetchable(&loc.uri) => Ok(loc.uri.trim_end_matches('/').to_string()),
+            None if is_fetchable(&loc.uri, target) => Ok(loc.uri.trim_end_matches('/').to_string()),
             None => bail!(
-                "cannot rebase artifact location {:?} onto M2S_MLFLOW_STORAGE_ROOT: no <experiment_id>/<run_id> or <experiment_id>/models part found in it, and Seldon cannot fetch it as it is",
-                loc.uri
+                "cannot rebase artifact location {:?} onto M2S_MLFLOW_STORAGE_ROOT: no <experiment_id>/<run_id> or <experiment_id>/models part found in it, and a {kind} cannot fetch it as it is (supported: {})",
+                loc.uri,
+                schemes(target)
             ),
         },
-        None if is_fetchable(&loc.uri) => Ok(loc.uri.trim_end_matches('/').to_string()),
+        None if is_fetchable(&loc.uri, target) => Ok(loc.uri.trim_end_matches('/').to_string()),
         None => bail!(
-            "artifact location {:?} cannot be fetched by Seldon (supported: {}); set M2S_MLFLOW_STORAGE_ROOT to where Seldon can read MLflow's artifact root",
+            "artifact location {:?} cannot be fetched by a {kind} (supported: {}); set M2S_MLFLOW_STORAGE_ROOT to where the serving pods can read MLflow's artifact root",
             loc.uri,
-            FETCHABLE_SCHEMES.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+            schemes(target)
         ),
     }
 }
@@ -140,6 +161,11 @@ fn relative_to_artifact_root(loc: &ArtifactLocation) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::by_id;
+
+    fn v1() -> &'static dyn Target {
+        by_id("seldon-v1").unwrap()
+    }
 
     fn loc(uri: &str, exp: Option<&str>, run: Option<&str>) -> ArtifactLocation {
         ArtifactLocation {
@@ -187,7 +213,7 @@ mod tests {
             Some("abc"),
         );
         assert_eq!(
-            model_uri(&l, None).unwrap(),
+            model_uri(&l, None, v1()).unwrap(),
             "s3://bucket/mlruns/1/abc/artifacts/model"
         );
     }
@@ -199,7 +225,7 @@ mod tests {
             "mlflow-artifacts:/1/abc/artifacts/model",
             "file:///x",
         ] {
-            let err = model_uri(&loc(uri, Some("1"), Some("abc")), None)
+            let err = model_uri(&loc(uri, Some("1"), Some("abc")), None, v1())
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -219,7 +245,7 @@ mod tests {
             "s3://other/prefix/1/abc/artifacts/model",
         ] {
             assert_eq!(
-                model_uri(&loc(uri, Some("1"), Some("abc")), root).unwrap(),
+                model_uri(&loc(uri, Some("1"), Some("abc")), root, v1()).unwrap(),
                 "pvc://mlflow-artifacts/mlruns/1/abc/artifacts/model",
                 "{uri}"
             );
@@ -231,7 +257,7 @@ mod tests {
         let root = Some("s3://b/root/");
         let l = loc("/data/7/models/m-42/artifacts", Some("7"), None);
         assert_eq!(
-            model_uri(&l, root).unwrap(),
+            model_uri(&l, root, v1()).unwrap(),
             "s3://b/root/7/models/m-42/artifacts"
         );
         // The root path itself contains "1/abc": the match nearest the end wins.
@@ -241,13 +267,13 @@ mod tests {
             Some("abc"),
         );
         assert_eq!(
-            model_uri(&l, root).unwrap(),
+            model_uri(&l, root, v1()).unwrap(),
             "s3://b/root/1/abc/artifacts/model"
         );
         // Without an experiment id the segment before the run id is taken as one.
         let l = loc("mlflow-artifacts:/9/abc/artifacts/m", None, Some("abc"));
         assert_eq!(
-            model_uri(&l, root).unwrap(),
+            model_uri(&l, root, v1()).unwrap(),
             "s3://b/root/9/abc/artifacts/m"
         );
     }
@@ -256,7 +282,7 @@ mod tests {
     fn fetchable_location_outside_the_layout_is_kept_with_a_root() {
         let l = loc("s3://models/fraud/7", None, None);
         assert_eq!(
-            model_uri(&l, Some("pvc://x/mlruns")).unwrap(),
+            model_uri(&l, Some("pvc://x/mlruns"), v1()).unwrap(),
             "s3://models/fraud/7"
         );
     }
@@ -266,6 +292,7 @@ mod tests {
         let err = model_uri(
             &loc("/somewhere/else/model", Some("1"), Some("abc")),
             Some("s3://b"),
+            v1(),
         )
         .unwrap_err()
         .to_string();
@@ -273,11 +300,22 @@ mod tests {
     }
 
     #[test]
+    fn fetchable_schemes_depend_on_the_target() {
+        let v2 = by_id("seldon-v2").unwrap();
+        let l = loc("pvc://claim/1/abc/artifacts/model", Some("1"), Some("abc"));
+        assert!(model_uri(&l, None, v1()).is_ok());
+        let err = model_uri(&l, None, v2).unwrap_err().to_string();
+        assert!(err.contains("cannot be fetched by a Model"), "{err}");
+        assert!(check_storage_root("pvc://claim", v2).is_err());
+        assert!(check_storage_root("hdfs://nn/mlruns", by_id("kserve").unwrap()).is_ok());
+    }
+
+    #[test]
     fn storage_root_must_be_fetchable() {
-        assert!(check_storage_root("s3://bucket/mlruns").is_ok());
-        assert!(check_storage_root("pvc://claim/path").is_ok());
-        assert!(check_storage_root("/local/path").is_err());
-        assert!(check_storage_root("mlflow-artifacts:/").is_err());
+        assert!(check_storage_root("s3://bucket/mlruns", v1()).is_ok());
+        assert!(check_storage_root("pvc://claim/path", v1()).is_ok());
+        assert!(check_storage_root("/local/path", v1()).is_err());
+        assert!(check_storage_root("mlflow-artifacts:/", v1()).is_err());
     }
 
     #[test]

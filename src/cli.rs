@@ -8,11 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "m2s",
     version,
-    about = "Keeps Seldon Core deployments in step with an MLflow Model Registry",
-    long_about = "Keeps Seldon Core deployments in step with an MLflow Model Registry.\n\n\
+    about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry",
+    long_about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry.\n\n\
         Every registered model version in a deployed stage (or pointed at by a deployed alias) \
-        gets a SeldonDeployment; moving the stage or alias updates it, removing it deletes it. \
-        Each run reads MLflow once, diffs against the SeldonDeployments labelled as its own, \
+        gets a serving object (a Seldon Core SeldonDeployment, a KServe InferenceService or a \
+        Seldon Core 2 Model: --target); moving the stage or alias updates it, removing it \
+        deletes it. Each run reads MLflow once, diffs against the objects labelled as its own, \
         applies and exits: run it on a schedule (the Helm chart's CronJob does)."
 )]
 pub struct Cli {
@@ -24,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make the SeldonDeployments match the registry, then exit.
+    /// Make the serving objects match the registry, then exit.
     Sync(SyncArgs),
     /// Show what `sync` would change, without changing anything.
     Plan(PlanArgs),
@@ -53,11 +54,11 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct GuardArgs {
-    /// Allow a run that deletes every SeldonDeployment m2s manages (refused by default: an
-    /// empty or unreadable registry looks the same).
+    /// Allow a run that deletes every object m2s manages (refused by default: an empty or
+    /// unreadable registry looks the same).
     #[arg(long, env = "M2S_ALLOW_DELETE_ALL")]
     pub allow_delete_all: bool,
-    /// Refuse a run that would delete more than this many SeldonDeployments.
+    /// Refuse a run that would delete more than this many objects.
     #[arg(long, value_name = "N", env = "M2S_MAX_DELETES")]
     pub max_deletes: Option<usize>,
 }
@@ -74,15 +75,20 @@ pub struct Settings {
     /// MLflow tracking server URL (falls back to MLFLOW_TRACKING_URI).
     #[arg(long, global = true, value_name = "URL", env = "M2S_MLFLOW_HOST")]
     pub mlflow_host: Option<String>,
-    /// Namespace the SeldonDeployments live in.
+    /// Serving stack: seldon-v1 (SeldonDeployment), kserve (InferenceService) or seldon-v2
+    /// (Seldon Core 2 Model).
     #[arg(
         long,
         global = true,
-        value_name = "NS",
-        env = "M2S_SELDON_DEPLOYMENT_NS"
+        value_name = "TARGET",
+        env = "M2S_TARGET",
+        default_value = "seldon-v1"
     )]
+    pub target: String,
+    /// Namespace of the serving objects [env: M2S_NAMESPACE, or the old M2S_SELDON_DEPLOYMENT_NS].
+    #[arg(long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
-    /// URI prefix under which Seldon's storage initializer reads MLflow's artifact root
+    /// URI prefix under which the serving pods read MLflow's artifact root
     /// (e.g. s3://bucket/mlruns, pvc://mlflow-artifacts/mlruns).
     #[arg(
         long,
@@ -91,7 +97,8 @@ pub struct Settings {
         env = "M2S_MLFLOW_STORAGE_ROOT"
     )]
     pub storage_root: Option<String>,
-    /// Serving image for every model (default: Seldon's prepackaged MLFLOW_SERVER image).
+    /// Serving image for every model (default: the stack's own MLflow server image)
+    /// [deprecated alias: M2S_SELDON_NEURO_DEF_IMAGE].
     #[arg(
         long,
         global = true,
@@ -116,9 +123,15 @@ pub struct Settings {
         env = "M2S_REGISTRY_SECRET"
     )]
     pub registry_secret: Option<String>,
-    /// Secret with the storage credentials (Seldon envSecretRefName).
+    /// Secret with the storage credentials (Seldon envSecretRefName, Seldon Core 2 secretName).
     #[arg(long, global = true, value_name = "SECRET", env = "M2S_MODEL_SECRET")]
     pub model_secret: Option<String>,
+    /// ServiceAccount of the serving pods (KServe reads storage credentials through it).
+    #[arg(long, global = true, value_name = "NAME", env = "M2S_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// YAML or JSON merge patch (RFC 7386) applied to every object m2s renders.
+    #[arg(long, global = true, value_name = "FILE", env = "M2S_OVERLAY")]
+    pub overlay: Option<PathBuf>,
     /// Stages to deploy, comma separated.
     #[arg(
         long,

@@ -10,6 +10,8 @@ use reqwest::Url;
 use crate::cli::Settings;
 use crate::image::validate_image_reference;
 use crate::naming::is_dns1123_label;
+use crate::overlay::Overlay;
+use crate::targets::{self, Setting, Target};
 
 /// Stages MLflow's registry knows; only the first two are sensible to deploy, but `Archived`
 /// is accepted for teams that serve archived versions for a while.
@@ -63,6 +65,8 @@ pub struct MlflowConfig {
 
 #[derive(Debug, Clone)]
 pub struct DeployConfig {
+    /// The serving stack, and with it the kind of object m2s manages.
+    pub target: &'static dyn Target,
     pub namespace: String,
     pub instance: String,
     pub storage_root: Option<String>,
@@ -70,6 +74,8 @@ pub struct DeployConfig {
     pub image_tag: String,
     pub registry_secret: Option<String>,
     pub model_secret: Option<String>,
+    pub service_account: Option<String>,
+    pub overlay: Option<Overlay>,
     pub stages: Vec<String>,
     pub aliases: AliasSelection,
     /// MLflow URL recorded on each object (credentials never included).
@@ -80,6 +86,7 @@ impl DeployConfig {
     /// The settings m2s uses when only the namespace and the MLflow URL are given.
     pub fn new(namespace: &str, mlflow_url: &str) -> DeployConfig {
         DeployConfig {
+            target: targets::TARGETS[0],
             namespace: namespace.to_string(),
             instance: "m2s".into(),
             storage_root: None,
@@ -87,10 +94,18 @@ impl DeployConfig {
             image_tag: "deployment-image".into(),
             registry_secret: None,
             model_secret: None,
+            service_account: None,
+            overlay: None,
             stages: vec!["Staging".into(), "Production".into()],
             aliases: AliasSelection::Listed(vec![]),
             mlflow_url: mlflow_url.to_string(),
         }
+    }
+
+    /// The same settings for another target.
+    pub fn with_target(mut self, id: &str) -> DeployConfig {
+        self.target = targets::by_id(id).expect("a known target");
+        self
     }
 }
 
@@ -102,6 +117,8 @@ pub struct Config {
     pub concurrency: usize,
     pub request_timeout: Duration,
     pub run_timeout: Duration,
+    /// Deprecated settings that were used, with what to use instead (logged at start).
+    pub warnings: Vec<String>,
 }
 
 /// Where MLflow's own client variables are read from; a function so tests need not touch the
@@ -145,15 +162,20 @@ impl Config {
             bail!("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are mutually exclusive");
         }
 
-        let namespace = s
-            .namespace
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .context("no namespace: set M2S_SELDON_DEPLOYMENT_NS (or --namespace)")?
-            .to_string();
+        let mut warnings = Vec::new();
+        let target = targets::by_id(s.target.trim()).with_context(|| {
+            format!(
+                "unknown target {:?} (M2S_TARGET, --target); known: {}",
+                s.target,
+                targets::ids().join(", ")
+            )
+        })?;
+        if env("M2S_SRC_NEURO_CLUSTER").is_some() {
+            bail!("M2S_SRC_NEURO_CLUSTER names a Neu.ro platform cluster, which means nothing to m2s: remove it; m2s reads models from M2S_MLFLOW_HOST and writes to the cluster of its kubeconfig (or its in-cluster ServiceAccount)");
+        }
+        let (namespace, namespace_var) = namespace(s, env)?;
         if !is_dns1123_label(&namespace) {
-            bail!("namespace {namespace:?} (M2S_SELDON_DEPLOYMENT_NS) is not a valid Kubernetes namespace name");
+            bail!("namespace {namespace:?} ({namespace_var}) is not a valid Kubernetes namespace name");
         }
         let instance = s.instance.trim().to_string();
         if !is_label_value(&instance) || instance.is_empty() {
@@ -166,12 +188,14 @@ impl Config {
         }
         let storage_root = optional(&s.storage_root).map(|r| r.trim_end_matches('/').to_string());
         if let Some(root) = &storage_root {
-            crate::artifacts::check_storage_root(root)?;
+            refuse_platform_uri(root, "storage").context("M2S_MLFLOW_STORAGE_ROOT")?;
+            crate::artifacts::check_storage_root(root, target)?;
         }
-        let default_image = optional(&s.default_image);
+        let (default_image, image_var) = default_image(s, env, &mut warnings)?;
         if let Some(image) = &default_image {
-            validate_image_reference(image)
-                .with_context(|| format!("default image {image:?} (M2S_SELDON_DEF_IMAGE)"))?;
+            refuse_platform_uri(image, "image")
+                .and_then(|()| validate_image_reference(image))
+                .with_context(|| format!("default image {image:?} ({image_var})"))?;
         }
         let image_tag = s.image_tag.trim().to_string();
         if image_tag.is_empty() {
@@ -179,16 +203,49 @@ impl Config {
         }
         let registry_secret = optional(&s.registry_secret);
         let model_secret = optional(&s.model_secret);
-        for (var, value) in [
-            ("M2S_REGISTRY_SECRET", &registry_secret),
-            ("M2S_MODEL_SECRET", &model_secret),
+        let service_account = optional(&s.service_account);
+        for (var, value, what) in [
+            ("M2S_REGISTRY_SECRET", &registry_secret, "Secret"),
+            ("M2S_MODEL_SECRET", &model_secret, "Secret"),
+            ("M2S_SERVICE_ACCOUNT", &service_account, "ServiceAccount"),
         ] {
             if let Some(v) = value {
                 if !is_dns1123_subdomain(v) {
-                    bail!("{var} {v:?} is not a valid Secret name");
+                    bail!("{var} {v:?} is not a valid {what} name");
                 }
             }
         }
+        for (var, set, setting) in [
+            (image_var, default_image.is_some(), Setting::Image),
+            (
+                "M2S_REGISTRY_SECRET",
+                registry_secret.is_some(),
+                Setting::RegistrySecret,
+            ),
+            (
+                "M2S_MODEL_SECRET",
+                model_secret.is_some(),
+                Setting::ModelSecret,
+            ),
+            (
+                "M2S_SERVICE_ACCOUNT",
+                service_account.is_some(),
+                Setting::ServiceAccount,
+            ),
+        ] {
+            if set && !target.fields().iter().any(|f| f.setting == setting) {
+                bail!(
+                    "{var} has no counterpart on target {} ({}){}",
+                    target.id(),
+                    target.resource().kind,
+                    no_counterpart_hint(target.id(), setting)
+                );
+            }
+        }
+        let overlay = match &s.overlay {
+            Some(path) if !path.as_os_str().is_empty() => Some(Overlay::load(path, target)?),
+            _ => None,
+        };
         if s.concurrency == 0 || s.concurrency > 256 {
             bail!(
                 "concurrency (M2S_CONCURRENCY) must be between 1 and 256, not {}",
@@ -210,6 +267,7 @@ impl Config {
                 concurrency: s.concurrency,
             },
             deploy: DeployConfig {
+                target,
                 namespace,
                 instance,
                 storage_root,
@@ -217,6 +275,8 @@ impl Config {
                 image_tag,
                 registry_secret,
                 model_secret,
+                service_account,
+                overlay,
                 stages,
                 aliases,
                 mlflow_url: url.as_str().trim_end_matches('/').to_string(),
@@ -225,8 +285,81 @@ impl Config {
             concurrency: s.concurrency,
             request_timeout,
             run_timeout: Duration::from_secs(s.run_timeout),
+            warnings,
         })
     }
+}
+
+/// The namespace: `--namespace`, else `M2S_NAMESPACE` or the old service's
+/// `M2S_SELDON_DEPLOYMENT_NS` (both set and different is an error); and where it came from.
+fn namespace(s: &Settings, env: EnvLookup) -> Result<(String, &'static str)> {
+    if let Some(flag) = optional(&s.namespace) {
+        return Ok((flag, "--namespace"));
+    }
+    let new = env("M2S_NAMESPACE")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let old = env("M2S_SELDON_DEPLOYMENT_NS")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    match (new, old) {
+        (Some(n), Some(o)) if n != o => bail!(
+            "M2S_NAMESPACE ({n:?}) and M2S_SELDON_DEPLOYMENT_NS ({o:?}) are both set and differ: set only M2S_NAMESPACE"
+        ),
+        (Some(n), _) => Ok((n, "M2S_NAMESPACE")),
+        (None, Some(o)) => Ok((o, "M2S_SELDON_DEPLOYMENT_NS")),
+        (None, None) => bail!("no namespace: set M2S_NAMESPACE (or --namespace)"),
+    }
+}
+
+/// The default image: `M2S_SELDON_DEF_IMAGE` (or `--default-image`), else the deprecated
+/// `M2S_SELDON_NEURO_DEF_IMAGE`; and the variable it came from.
+fn default_image(
+    s: &Settings,
+    env: EnvLookup,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<String>, &'static str)> {
+    let current = optional(&s.default_image);
+    let old = env("M2S_SELDON_NEURO_DEF_IMAGE")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    match (current, old) {
+        (Some(c), Some(o)) if c != o => bail!(
+            "M2S_SELDON_DEF_IMAGE ({c:?}) and the deprecated M2S_SELDON_NEURO_DEF_IMAGE ({o:?}) are both set and differ: set only M2S_SELDON_DEF_IMAGE"
+        ),
+        (Some(c), _) => Ok((Some(c), "M2S_SELDON_DEF_IMAGE")),
+        (None, Some(o)) => {
+            warnings.push(
+                "M2S_SELDON_NEURO_DEF_IMAGE is deprecated: use M2S_SELDON_DEF_IMAGE".to_string(),
+            );
+            Ok((Some(o), "M2S_SELDON_NEURO_DEF_IMAGE"))
+        }
+        (None, None) => Ok((None, "M2S_SELDON_DEF_IMAGE")),
+    }
+}
+
+/// Why a target has no place for a setting, and what to do instead.
+fn no_counterpart_hint(target: &str, setting: Setting) -> &'static str {
+    match (target, setting) {
+        ("seldon-v2", Setting::Image) => ": a Model runs on a Seldon Server, whose image is the Server's; unset it",
+        ("seldon-v2", Setting::RegistrySecret) => ": image pull secrets belong to the Seldon Server; unset it",
+        ("seldon-v2", Setting::ServiceAccount) => ": a Model has no pods of its own; unset it",
+        ("kserve", Setting::ModelSecret) => ": KServe reads storage credentials through the predictor's ServiceAccount; set M2S_SERVICE_ACCOUNT instead",
+        _ => "",
+    }
+}
+
+/// Refuses the old platform's `image:` and `storage:` URIs: they mean nothing outside it.
+pub fn refuse_platform_uri(value: &str, kind: &str) -> Result<()> {
+    let lower = value.trim().to_ascii_lowercase();
+    if lower.starts_with(&format!("{kind}:")) {
+        let instead = match kind {
+            "image" => "a container registry reference such as registry.example.com/team/mlflow-server:1.0 (a Docker Hub repository named \"image\" is docker.io/library/image:<tag>)",
+            _ => "a location the serving pods read, such as s3://bucket/mlruns or pvc://claim/mlruns",
+        };
+        bail!("{value:?} is a Neu.ro platform {kind}: URI, which means nothing outside that platform; use {instead}");
+    }
+    Ok(())
 }
 
 fn optional(v: &Option<String>) -> Option<String> {
@@ -341,6 +474,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             mlflow_host: Some("http://mlflow.example:5000".into()),
+            target: "seldon-v1".into(),
             namespace: Some("models".into()),
             image_tag: "deployment-image".into(),
             stages: "Staging,Production".into(),
@@ -461,7 +595,7 @@ mod tests {
         assert!(build(&s, &[])
             .unwrap_err()
             .to_string()
-            .contains("M2S_SELDON_DEPLOYMENT_NS"));
+            .contains("no namespace: set M2S_NAMESPACE"));
         s.namespace = Some("Bad_NS".into());
         assert!(build(&s, &[]).unwrap_err().to_string().contains("Bad_NS"));
         let mut s = settings();
@@ -482,6 +616,124 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("M2S_SELDON_DEF_IMAGE"));
+    }
+
+    #[test]
+    fn namespace_has_a_new_name_and_keeps_the_old_one() {
+        let mut s = settings();
+        s.namespace = None;
+        let ns = |s: &Settings, env: &[(&str, &str)]| build(s, env).map(|c| c.deploy.namespace);
+        assert_eq!(ns(&s, &[("M2S_NAMESPACE", "a")]).unwrap(), "a");
+        assert_eq!(ns(&s, &[("M2S_SELDON_DEPLOYMENT_NS", "b")]).unwrap(), "b");
+        assert_eq!(
+            ns(
+                &s,
+                &[("M2S_NAMESPACE", "a"), ("M2S_SELDON_DEPLOYMENT_NS", "a")]
+            )
+            .unwrap(),
+            "a"
+        );
+        let err = ns(
+            &s,
+            &[("M2S_NAMESPACE", "a"), ("M2S_SELDON_DEPLOYMENT_NS", "b")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("M2S_NAMESPACE (\"a\")")
+                && err.contains("M2S_SELDON_DEPLOYMENT_NS (\"b\")"),
+            "{err}"
+        );
+        let err = ns(&s, &[("M2S_SELDON_DEPLOYMENT_NS", "Bad_NS")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(M2S_SELDON_DEPLOYMENT_NS)"), "{err}");
+        // The flag wins over both variables.
+        s.namespace = Some("flag".into());
+        assert_eq!(ns(&s, &[("M2S_NAMESPACE", "a")]).unwrap(), "flag");
+    }
+
+    #[test]
+    fn target_is_one_of_the_known_ones() {
+        let mut s = settings();
+        for id in ["seldon-v1", "kserve", "seldon-v2"] {
+            s.target = id.into();
+            assert_eq!(build(&s, &[]).unwrap().deploy.target.id(), id);
+        }
+        s.target = "seldon".into();
+        let err = build(&s, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown target \"seldon\"") && err.contains("kserve"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settings_without_a_counterpart_are_refused_naming_setting_and_target() {
+        type Set = fn(&mut Settings);
+        let cases: [(&str, Set); 5] = [
+            ("seldon-v2", |s| s.default_image = Some("x/y:1".into())),
+            ("seldon-v2", |s| s.registry_secret = Some("regcred".into())),
+            ("seldon-v2", |s| s.service_account = Some("sa".into())),
+            ("kserve", |s| s.model_secret = Some("creds".into())),
+            ("seldon-v2", |s| {
+                s.storage_root = Some("pvc://claim/mlruns".into())
+            }),
+        ];
+        for (target, set) in cases {
+            let mut s = settings();
+            s.target = target.into();
+            set(&mut s);
+            let err = build(&s, &[]).unwrap_err().to_string();
+            assert!(err.contains(target), "{target}: {err}");
+            assert!(err.contains("M2S_"), "{target}: {err}");
+        }
+        // The same settings where the target has them.
+        let mut s = settings();
+        s.target = "kserve".into();
+        s.service_account = Some("sa".into());
+        s.registry_secret = Some("regcred".into());
+        s.default_image = Some("x/y:1".into());
+        build(&s, &[]).unwrap();
+        let mut s = settings();
+        s.target = "seldon-v2".into();
+        s.model_secret = Some("creds".into());
+        s.storage_root = Some("s3://bucket/mlruns".into());
+        build(&s, &[]).unwrap();
+    }
+
+    #[test]
+    fn the_old_services_variables() {
+        // M2S_SELDON_NEURO_DEF_IMAGE: a deprecated alias, with a warning naming the new one.
+        let c = build(&settings(), &[("M2S_SELDON_NEURO_DEF_IMAGE", "x/server:1")]).unwrap();
+        assert_eq!(c.deploy.default_image.as_deref(), Some("x/server:1"));
+        assert!(
+            c.warnings[0].contains("use M2S_SELDON_DEF_IMAGE"),
+            "{:?}",
+            c.warnings
+        );
+        let mut s = settings();
+        s.default_image = Some("x/server:2".into());
+        assert!(build(&s, &[("M2S_SELDON_NEURO_DEF_IMAGE", "x/server:1")]).is_err());
+        // The platform's cluster and URIs mean nothing here.
+        let err = build(&settings(), &[("M2S_SRC_NEURO_CLUSTER", "neuro-compute")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("M2S_SRC_NEURO_CLUSTER") && err.contains("M2S_MLFLOW_HOST"),
+            "{err}"
+        );
+        let mut s = settings();
+        s.default_image = Some("image://cluster/org/proj/server:1".into());
+        let err = format!("{:#}", build(&s, &[]).unwrap_err());
+        assert!(err.contains("Neu.ro platform image: URI"), "{err}");
+        let mut s = settings();
+        s.storage_root = Some("storage://cluster/org/proj/mlruns".into());
+        let err = format!("{:#}", build(&s, &[]).unwrap_err());
+        assert!(
+            err.contains("Neu.ro platform storage: URI") && err.contains("s3://"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,18 +1,21 @@
-//! Registry snapshot → the SeldonDeployments that should exist. Pure: no IO.
+//! Registry → the objects that should exist. Pure: no IO.
+//!
+//! [`RegistryBuilder`] turns search pages into [`Entry`]s one page at a time (a large registry is
+//! never held whole); [`render`] builds the object of one entry through the configured target.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use crate::artifacts::{model_uri, ArtifactLocation};
 use crate::config::DeployConfig;
 use crate::image::validate_image_reference;
-use crate::mlflow::{ModelVersion, RegistrySnapshot};
-use crate::naming::deployment_name;
+use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag};
+use crate::settings::{self, ServingSettings};
+use crate::targets::{apply_settings, setting_values, Setting};
 
-pub const API_VERSION: &str = "machinelearning.seldon.io/v1";
-pub const KIND: &str = "SeldonDeployment";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "m2s";
 pub const LABEL_INSTANCE: &str = "m2s.io/instance";
@@ -29,8 +32,11 @@ pub const ANN_ARTIFACT_LOCATION: &str = "m2s.io/artifact-location";
 pub const ANN_EXPERIMENT_ID: &str = "m2s.io/experiment-id";
 pub const ANN_MODEL_CREATED: &str = "m2s.io/registered-model-created";
 pub const ANN_SPEC_HASH: &str = "m2s.io/spec-hash";
-/// Name of the predictor, the graph node and its container.
-pub const GRAPH_NODE: &str = "model";
+/// The version-level `m2s.*` tags the object was rendered with (only when there are some), so
+/// that a run which does not read that version again renders the same object.
+pub const ANN_VERSION_TAGS: &str = "m2s.io/version-tags";
+/// Hash of the overlay the object was rendered with (only when one is configured).
+pub const ANN_OVERLAY_HASH: &str = "m2s.io/overlay-hash";
 
 /// What a deployment follows: a stage of the registry or an alias.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,7 +57,7 @@ impl Selector {
             Selector::Stage(v) | Selector::Alias(v) => v,
         }
     }
-    fn annotation(&self) -> &'static str {
+    pub fn annotation(&self) -> &'static str {
         match self {
             Selector::Stage(_) => ANN_STAGE,
             Selector::Alias(_) => ANN_ALIAS,
@@ -65,19 +71,38 @@ impl fmt::Display for Selector {
     }
 }
 
+/// What one registered model contributes to each of its entries (shared between them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelInfo {
+    pub name: String,
+    pub created: Option<i64>,
+    /// The serving image: the model's image tag, else the default image.
+    pub image: Option<String>,
+    /// Whether the image came from the model's tag (for messages).
+    pub image_from_tag: bool,
+    /// The model's `m2s.*` settings tags.
+    pub tags: Vec<Tag>,
+}
+
 /// One (registered model, stage or alias) that should be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub name: String,
-    pub model: String,
+    pub model: Arc<ModelInfo>,
     pub selector: Selector,
-    /// The version; `source`/`run_id` are known for stage entries (from the search), not aliases.
+    /// The version; `source`, `run_id` and `tags` are known when the search returned the
+    /// version (stages, and aliases on a latest version), not for other aliases.
     pub version: ModelVersion,
-    pub model_created: Option<i64>,
-    pub image: Option<String>,
 }
 
-/// A problem with one entry: reported, and the deployment of that name is left as it is.
+impl Entry {
+    /// Whether the search told everything about the version (else it needs a look-up).
+    pub fn version_known(&self) -> bool {
+        self.version.source.is_some()
+    }
+}
+
+/// A problem with one entry: reported, and the object of that name is left as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryError {
     pub name: String,
@@ -88,10 +113,10 @@ pub struct EntryError {
 }
 
 impl EntryError {
-    fn of(entry: &Entry, message: String) -> EntryError {
+    pub fn of(entry: &Entry, message: String) -> EntryError {
         EntryError {
             name: entry.name.clone(),
-            model: entry.model.clone(),
+            model: entry.model.name.clone(),
             selector: entry.selector.clone(),
             version: Some(entry.version.version.clone()),
             message,
@@ -99,16 +124,65 @@ impl EntryError {
     }
 }
 
+/// The registry as m2s needs it: the entries it asks for (sorted by name, no two alike), the
+/// entries that cannot be served, and the names of the registered models read.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub entries: Vec<Entry>,
+    pub errors: Vec<EntryError>,
+    /// Sorted.
+    pub models: Vec<String>,
+}
+
+impl Registry {
+    pub fn has_model(&self, name: &str) -> bool {
+        self.models
+            .binary_search_by(|m| m.as_str().cmp(name))
+            .is_ok()
+    }
+    /// The entry named `name`.
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+    /// Whether an entry error holds the object named `name`.
+    pub fn holds(&self, name: &str) -> bool {
+        self.errors
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .is_ok()
+    }
+}
+
 fn version_number(v: &str) -> u64 {
     v.parse().unwrap_or(0)
 }
 
-/// The entries the registry asks for, and the ones that cannot be served as asked.
-pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, Vec<EntryError>) {
-    let mut wanted: Vec<Entry> = Vec::new();
-    let mut errors = Vec::new();
-    for model in &snapshot.models {
-        let mut model_entries = Vec::new();
+/// Builds a [`Registry`] from search pages, one page at a time.
+pub struct RegistryBuilder<'a> {
+    cfg: &'a DeployConfig,
+    registry: Registry,
+}
+
+impl<'a> RegistryBuilder<'a> {
+    pub fn new(cfg: &'a DeployConfig) -> Self {
+        RegistryBuilder {
+            cfg,
+            registry: Registry::default(),
+        }
+    }
+
+    /// Adds the entries of one page of registered models.
+    pub fn add(&mut self, models: Vec<RegisteredModel>) {
+        for model in models {
+            self.add_model(model);
+        }
+    }
+
+    fn add_model(&mut self, model: RegisteredModel) {
+        let cfg = self.cfg;
+        let mut picked: Vec<(Selector, ModelVersion)> = Vec::new();
         for stage in &cfg.stages {
             // latest_versions has the newest version per stage; keep the newest if it has several.
             let newest = model
@@ -121,7 +195,7 @@ pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, 
                 })
                 .max_by_key(|v| version_number(&v.version));
             if let Some(v) = newest {
-                model_entries.push((Selector::Stage(stage.clone()), v.clone()));
+                picked.push((Selector::Stage(stage.clone()), v.clone()));
             }
         }
         let mut aliases: Vec<_> = model
@@ -141,83 +215,111 @@ pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, 
                 version: alias.version.clone(),
                 ..ModelVersion::default()
             });
-            model_entries.push((Selector::Alias(alias.alias.clone()), version));
+            picked.push((Selector::Alias(alias.alias.clone()), version));
         }
         let tag_image = model
             .tag(&cfg.image_tag)
             .map(str::trim)
             .filter(|t| !t.is_empty());
         let image_error = tag_image.and_then(|image| {
-            validate_image_reference(image)
+            crate::config::refuse_platform_uri(image, "image")
+                .and_then(|()| validate_image_reference(image))
                 .err()
                 .map(|e| format!("registered-model tag {:?}: {e:#}", cfg.image_tag))
         });
-        let image = tag_image
-            .map(String::from)
-            .or_else(|| cfg.default_image.clone());
-        for (selector, mut version) in model_entries {
+        let info = Arc::new(ModelInfo {
+            name: model.name.clone(),
+            created: model.creation_timestamp,
+            image: tag_image
+                .map(String::from)
+                .or_else(|| cfg.default_image.clone()),
+            image_from_tag: tag_image.is_some(),
+            tags: settings::setting_tags(&model.tags),
+        });
+        for (selector, mut version) in picked {
             if version.name.is_empty() {
                 version.name = model.name.clone();
             }
+            // Only what the entry needs: the stage is in the selector, other tags are not read.
+            version.current_stage = None;
+            version.tags = settings::setting_tags(&version.tags);
             let entry = Entry {
-                name: deployment_name(&model.name, selector.value()),
-                model: model.name.clone(),
+                name: cfg.target.object_name(&model.name, selector.value()),
+                model: Arc::clone(&info),
                 selector,
                 version,
-                model_created: model.creation_timestamp,
-                image: image.clone(),
             };
             match &image_error {
-                Some(e) => errors.push(EntryError::of(&entry, e.clone())),
-                None => wanted.push(entry),
+                Some(e) => self.registry.errors.push(EntryError::of(&entry, e.clone())),
+                None => self.registry.entries.push(entry),
             }
         }
+        self.registry.models.push(model.name);
     }
-    // Two entries must never share a name silently: all of them are errors.
-    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, e) in wanted.iter().enumerate() {
-        by_name.entry(e.name.as_str()).or_default().push(i);
-    }
-    let mut colliding = vec![false; wanted.len()];
-    for indices in by_name.values().filter(|v| v.len() > 1) {
-        for &i in indices {
-            colliding[i] = true;
-            let others: Vec<String> = indices
-                .iter()
-                .filter(|&&j| j != i)
-                .map(|&j| format!("model {:?} ({})", wanted[j].model, wanted[j].selector))
-                .collect();
-            errors.push(EntryError::of(
-                &wanted[i],
-                format!(
-                    "deployment name {:?} is also wanted by {}; rename one of the models or aliases",
-                    wanted[i].name,
-                    others.join(", ")
-                ),
-            ));
+
+    /// The registry, with entries that would share a name turned into errors (all of them).
+    pub fn finish(mut self) -> Registry {
+        let r = &mut self.registry;
+        r.entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut keep = Vec::with_capacity(r.entries.len());
+        let mut entries = std::mem::take(&mut r.entries).into_iter().peekable();
+        while let Some(first) = entries.next() {
+            let mut same = vec![first];
+            while entries.peek().is_some_and(|e| e.name == same[0].name) {
+                same.push(entries.next().expect("peeked"));
+            }
+            if same.len() == 1 {
+                keep.extend(same);
+                continue;
+            }
+            for (i, e) in same.iter().enumerate() {
+                let others: Vec<String> = same
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, o)| format!("model {:?} ({})", o.model.name, o.selector))
+                    .collect();
+                r.errors.push(EntryError::of(
+                    e,
+                    format!(
+                        "deployment name {:?} is also wanted by {}; rename one of the models or aliases",
+                        e.name,
+                        others.join(", ")
+                    ),
+                ));
+            }
         }
+        r.entries = keep;
+        r.errors
+            .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
+        r.models.sort();
+        r.models.dedup();
+        self.registry
     }
-    let mut entries: Vec<Entry> = wanted
-        .into_iter()
-        .zip(colliding)
-        .filter(|(_, c)| !c)
-        .map(|(e, _)| e)
-        .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    errors.sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
-    (entries, errors)
 }
 
-/// The artifact location recorded on an object m2s wrote for the same version, so an unchanged
-/// version costs no MLflow look-ups.
-pub fn recorded_location(
-    entry: &Entry,
-    annotations: &BTreeMap<String, String>,
-) -> Option<ArtifactLocation> {
+/// The entries a whole snapshot asks for (tests and small callers).
+pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, Vec<EntryError>) {
+    let mut builder = RegistryBuilder::new(cfg);
+    builder.add(snapshot.models.clone());
+    let r = builder.finish();
+    (r.entries, r.errors)
+}
+
+/// What a listed object recorded about the version it serves.
+pub struct Recorded {
+    pub location: ArtifactLocation,
+    /// The version's `m2s.*` tags it was rendered with.
+    pub version_tags: Vec<Tag>,
+}
+
+/// The location (and version tags) recorded on an object m2s wrote for the same version, so
+/// an unchanged version costs no MLflow look-ups.
+pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option<Recorded> {
     let get = |k: &str| annotations.get(k).map(String::as_str);
-    let same_version = get(ANN_MODEL_NAME) == Some(entry.model.as_str())
+    let same_version = get(ANN_MODEL_NAME) == Some(entry.model.name.as_str())
         && get(ANN_MODEL_VERSION) == Some(entry.version.version.as_str())
-        && get(ANN_MODEL_CREATED) == entry.model_created.map(|c| c.to_string()).as_deref();
+        && get(ANN_MODEL_CREATED) == entry.model.created.map(|c| c.to_string()).as_deref();
     // A version's source never changes; when the search told it, it must match too.
     let same_source = entry
         .version
@@ -227,17 +329,31 @@ pub fn recorded_location(
     if !(same_version && same_source) {
         return None;
     }
-    Some(ArtifactLocation {
-        uri: get(ANN_ARTIFACT_LOCATION)?.to_string(),
-        experiment_id: get(ANN_EXPERIMENT_ID).map(String::from),
-        run_id: get(ANN_RUN_ID).map(String::from),
+    let version_tags = if entry.version_known() {
+        entry.version.tags.clone()
+    } else {
+        get(ANN_VERSION_TAGS)
+            .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
+            .map(|m| {
+                m.into_iter()
+                    .map(|(key, value)| Tag { key, value })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Some(Recorded {
+        location: ArtifactLocation {
+            uri: get(ANN_ARTIFACT_LOCATION)?.to_string(),
+            experiment_id: get(ANN_EXPERIMENT_ID).map(String::from),
+            run_id: get(ANN_RUN_ID).map(String::from),
+        },
+        version_tags,
     })
 }
 
-/// A SeldonDeployment m2s wants, with what it was made from.
+/// An object m2s wants, with what it was made from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub entry: Entry,
     pub model_uri: String,
     /// The whole object as applied (server-side apply body).
     pub object: Value,
@@ -251,40 +367,56 @@ impl Desired {
     }
 }
 
-/// Builds the SeldonDeployment for `entry` whose files are at `location`.
+/// Where a setting came from, for messages.
+fn origin(entry: &Entry, setting: Setting, cfg: &DeployConfig) -> String {
+    let tag = |t: &str| format!("tag {t}");
+    match setting {
+        Setting::Image if entry.model.image_from_tag => format!("tag {:?}", cfg.image_tag),
+        Setting::Image => "M2S_SELDON_DEF_IMAGE".into(),
+        Setting::RegistrySecret => "M2S_REGISTRY_SECRET".into(),
+        Setting::ModelSecret => "M2S_MODEL_SECRET".into(),
+        Setting::ServiceAccount => "M2S_SERVICE_ACCOUNT".into(),
+        Setting::Replicas => tag(settings::TAG_REPLICAS),
+        Setting::MinReplicas => tag(settings::TAG_MIN_REPLICAS),
+        Setting::MaxReplicas => tag(settings::TAG_MAX_REPLICAS),
+        Setting::Cpu => tag(settings::TAG_CPU),
+        Setting::Memory => tag(settings::TAG_MEMORY),
+        Setting::Gpu => tag(settings::TAG_GPU),
+    }
+}
+
+/// Builds the object for `entry` whose files are at `location`, with the version's `m2s.*`
+/// tags `version_tags`: the target's base spec, then the overlay, then the per-model settings,
+/// then m2s's labels and annotations. An error is a problem of this entry only.
 pub fn render(
     entry: &Entry,
     location: &ArtifactLocation,
+    version_tags: &[Tag],
     cfg: &DeployConfig,
 ) -> Result<Desired, String> {
-    let uri = model_uri(location, cfg.storage_root.as_deref()).map_err(|e| format!("{e:#}"))?;
-    let mut graph = json!({
-        "name": GRAPH_NODE,
-        "implementation": "MLFLOW_SERVER",
-        "modelUri": uri,
+    let target = cfg.target;
+    let uri =
+        model_uri(location, cfg.storage_root.as_deref(), target).map_err(|e| format!("{e:#}"))?;
+    let settings: ServingSettings = settings::from_tags(
+        &entry.model.name,
+        &entry.version.version,
+        &entry.model.tags,
+        version_tags,
+    )?;
+    let labels = json!({ LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTANCE: cfg.instance });
+    let mut object = json!({
+        "metadata": { "labels": labels, "annotations": {} },
+        "spec": target.base_spec(&uri),
     });
-    if let Some(secret) = &cfg.model_secret {
-        graph["envSecretRefName"] = json!(secret);
+    if let Some(overlay) = &cfg.overlay {
+        overlay.apply(&mut object);
     }
-    let mut predictor = json!({
-        "name": "default",
-        "replicas": 1,
-        "graph": graph,
-    });
-    if entry.image.is_some() || cfg.registry_secret.is_some() {
-        let mut pod_spec = json!({ "containers": [{ "name": GRAPH_NODE }] });
-        if let Some(image) = &entry.image {
-            pod_spec["containers"][0]["image"] = json!(image);
-        }
-        if let Some(secret) = &cfg.registry_secret {
-            pod_spec["imagePullSecrets"] = json!([{ "name": secret }]);
-        }
-        predictor["componentSpecs"] = json!([{ "spec": pod_spec }]);
-    }
-    let spec = json!({ "predictors": [predictor] });
+    let values = setting_values(&settings, entry.model.image.as_deref(), cfg);
+    apply_settings(target, &mut object, &values, |s| origin(entry, s, cfg))?;
+    target.finish(&mut object, &settings)?;
 
     let mut annotations = BTreeMap::new();
-    annotations.insert(ANN_MODEL_NAME, entry.model.clone());
+    annotations.insert(ANN_MODEL_NAME, entry.model.name.clone());
     annotations.insert(ANN_MODEL_VERSION, entry.version.version.clone());
     annotations.insert(
         entry.selector.annotation(),
@@ -304,30 +436,61 @@ pub fn render(
     if let Some(exp) = &location.experiment_id {
         annotations.insert(ANN_EXPERIMENT_ID, exp.clone());
     }
-    if let Some(created) = entry.model_created {
+    if let Some(created) = entry.model.created {
         annotations.insert(ANN_MODEL_CREATED, created.to_string());
     }
     if let Some(source) = &entry.version.source {
         annotations.insert(ANN_SOURCE, source.clone());
     }
-    let labels = json!({ LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTANCE: cfg.instance });
+    if !version_tags.is_empty() {
+        let tags: BTreeMap<&str, &str> = version_tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        annotations.insert(ANN_VERSION_TAGS, json!(tags).to_string());
+    }
+    if let Some(overlay) = &cfg.overlay {
+        annotations.insert(ANN_OVERLAY_HASH, overlay.hash().to_string());
+    }
+    let metadata = object["metadata"].as_object_mut().expect("metadata");
+    let labels = metadata.remove("labels").unwrap_or_default();
+    let mut all_annotations = metadata
+        .remove("annotations")
+        .and_then(|a| a.as_object().cloned())
+        .unwrap_or_default();
     // The hash of everything m2s sets tells a later run whether m2s itself would now write
     // something else, including fields it would drop (which a subset comparison cannot see).
-    let hash = content_hash(&json!({ "labels": labels, "annotations": annotations, "spec": spec }));
+    // Without an overlay it is exactly the hash of the objects the old releases wrote.
+    let spec = object["spec"].take();
+    let hashed_annotations = if all_annotations.is_empty() {
+        json!(annotations)
+    } else {
+        let mut all = all_annotations.clone();
+        all.extend(annotations.iter().map(|(k, v)| (k.to_string(), json!(v))));
+        Value::Object(all)
+    };
+    let hash =
+        content_hash(&json!({ "labels": labels, "annotations": hashed_annotations, "spec": spec }));
     annotations.insert(ANN_SPEC_HASH, hash);
+    all_annotations.extend(
+        annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v))),
+    );
+    let resource = target.resource();
     let object = json!({
-        "apiVersion": API_VERSION,
-        "kind": KIND,
+        "apiVersion": resource.api_version(),
+        "kind": resource.kind,
         "metadata": {
             "name": entry.name,
             "namespace": cfg.namespace,
             "labels": labels,
-            "annotations": annotations,
+            "annotations": all_annotations,
         },
         "spec": spec,
     });
+    target.admit(&entry.name, &object)?;
     Ok(Desired {
-        entry: entry.clone(),
         model_uri: uri,
         object,
     })
@@ -344,335 +507,22 @@ pub fn content_hash(v: &Value) -> String {
     format!("{h:016x}")
 }
 
-/// The serving image set on a rendered or listed SeldonDeployment spec, if any.
-pub fn spec_image(spec: &Value) -> Option<&str> {
-    spec["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["image"].as_str()
+/// Names of the entries in a list, for messages ("a, b, c and 7 more").
+pub fn first_names<'n>(names: impl Iterator<Item = &'n str>, total: usize, show: usize) -> String {
+    let shown: Vec<&str> = names.take(show).collect();
+    let more = total.saturating_sub(shown.len());
+    let list = shown
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        format!("{list} and {more} more")
+    } else {
+        list
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::AliasSelection;
-    use crate::mlflow::{AliasRef, RegisteredModel, Tag};
-
-    pub(crate) fn cfg() -> DeployConfig {
-        DeployConfig {
-            storage_root: Some("s3://bucket/mlruns".into()),
-            aliases: AliasSelection::Listed(vec!["champion".into()]),
-            ..DeployConfig::new("models", "http://mlflow:5000")
-        }
-    }
-
-    fn version(name: &str, v: &str, stage: &str) -> ModelVersion {
-        ModelVersion {
-            name: name.into(),
-            version: v.into(),
-            current_stage: Some(stage.into()),
-            source: Some(format!("runs:/run{v}/model")),
-            run_id: Some(format!("run{v}")),
-            status: Some("READY".into()),
-        }
-    }
-
-    fn model(name: &str, versions: Vec<ModelVersion>) -> RegisteredModel {
-        RegisteredModel {
-            name: name.into(),
-            creation_timestamp: Some(1000),
-            latest_versions: versions,
-            ..RegisteredModel::default()
-        }
-    }
-
-    fn location(v: &str) -> ArtifactLocation {
-        ArtifactLocation {
-            uri: format!("/srv/mlruns/1/run{v}/artifacts/model"),
-            experiment_id: Some("1".into()),
-            run_id: Some(format!("run{v}")),
-        }
-    }
-
-    #[test]
-    fn one_entry_per_deployed_stage_and_alias() {
-        let mut m = model(
-            "iris",
-            vec![
-                version("iris", "1", "Archived"),
-                version("iris", "2", "Staging"),
-                version("iris", "3", "Production"),
-            ],
-        );
-        m.aliases = vec![
-            AliasRef {
-                alias: "champion".into(),
-                version: "2".into(),
-            },
-            AliasRef {
-                alias: "other".into(),
-                version: "1".into(),
-            },
-        ];
-        let snap = RegistrySnapshot { models: vec![m] };
-        let (entries, errors) = entries(&snap, &cfg());
-        assert!(errors.is_empty(), "{errors:?}");
-        let got: Vec<_> = entries
-            .iter()
-            .map(|e| (e.name.as_str(), e.version.version.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("iris-champion", "2"),
-                ("iris-production", "3"),
-                ("iris-staging", "2")
-            ]
-        );
-        // The alias reuses what the search told about version 2.
-        assert_eq!(
-            entries[0].version.source.as_deref(),
-            Some("runs:/run2/model")
-        );
-    }
-
-    #[test]
-    fn alias_to_a_version_not_in_latest_versions_needs_a_lookup() {
-        let mut m = model("iris", vec![]);
-        m.aliases = vec![AliasRef {
-            alias: "champion".into(),
-            version: "7".into(),
-        }];
-        let (entries, _) = entries(&RegistrySnapshot { models: vec![m] }, &cfg());
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].version.version, "7");
-        assert_eq!(entries[0].version.name, "iris");
-        assert!(entries[0].version.source.is_none());
-    }
-
-    #[test]
-    fn all_aliases_with_star() {
-        let mut c = cfg();
-        c.aliases = AliasSelection::All;
-        c.stages = vec![];
-        let mut m = model("iris", vec![]);
-        m.aliases = vec![
-            AliasRef {
-                alias: "b".into(),
-                version: "1".into(),
-            },
-            AliasRef {
-                alias: "a".into(),
-                version: "1".into(),
-            },
-        ];
-        let (entries, _) = entries(&RegistrySnapshot { models: vec![m] }, &c);
-        assert_eq!(
-            entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["iris-a", "iris-b"]
-        );
-    }
-
-    #[test]
-    fn colliding_names_are_errors_for_every_side() {
-        let snap = RegistrySnapshot {
-            models: vec![
-                model("iris", vec![version("iris", "1", "Production")]),
-                model("iris-production", vec![]),
-                model("fraud-model", vec![version("fraud-model", "1", "Staging")]),
-                model("fraud", vec![]),
-            ],
-        };
-        let (found, errors) = entries(&snap, &cfg());
-        assert_eq!(found.len(), 2);
-        assert!(errors.is_empty());
-        // Same base name for two models: both are errors, neither is deployed.
-        let mut a = model("Iris", vec![version("Iris", "1", "Production")]);
-        a.creation_timestamp = Some(1);
-        let clash = RegistrySnapshot {
-            models: vec![
-                model("team-x", vec![version("team-x", "1", "Production")]),
-                {
-                    let mut m = model("team", vec![]);
-                    m.aliases = vec![AliasRef {
-                        alias: "x-production".into(),
-                        version: "1".into(),
-                    }];
-                    m
-                },
-            ],
-        };
-        let mut c = cfg();
-        c.aliases = AliasSelection::All;
-        let (found, errors) = entries(&clash, &c);
-        assert!(found.is_empty(), "{found:?}");
-        assert_eq!(errors.len(), 2);
-        assert!(errors
-            .iter()
-            .all(|e| e.name == "team-x-production" && e.message.contains("also wanted by")));
-        assert!(errors[0].message.contains("team") && errors[1].message.contains("team"));
-    }
-
-    #[test]
-    fn image_tag_overrides_default_and_bad_tag_is_an_error_for_that_model() {
-        let mut c = cfg();
-        c.default_image = Some("seldonio/mlflowserver:1.18.0".into());
-        let mut tagged = model("a", vec![version("a", "1", "Production")]);
-        tagged.tags = vec![Tag {
-            key: "deployment-image".into(),
-            value: "ghcr.io/t/a:2".into(),
-        }];
-        let mut bad = model("b", vec![version("b", "1", "Production")]);
-        bad.tags = vec![Tag {
-            key: "deployment-image".into(),
-            value: "Bad Image".into(),
-        }];
-        let plain = model("c", vec![version("c", "1", "Production")]);
-        let (entries, errors) = entries(
-            &RegistrySnapshot {
-                models: vec![tagged, bad, plain],
-            },
-            &c,
-        );
-        assert_eq!(entries[0].image.as_deref(), Some("ghcr.io/t/a:2"));
-        assert_eq!(
-            entries[1].image.as_deref(),
-            Some("seldonio/mlflowserver:1.18.0")
-        );
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].name, "b-production");
-        assert!(
-            errors[0].message.contains("deployment-image"),
-            "{}",
-            errors[0].message
-        );
-    }
-
-    #[test]
-    fn renders_a_seldon_deployment() {
-        let (entries, _) = entries(
-            &RegistrySnapshot {
-                models: vec![model("iris", vec![version("iris", "4", "Production")])],
-            },
-            &cfg(),
-        );
-        let d = render(&entries[0], &location("4"), &cfg()).unwrap();
-        let o = &d.object;
-        assert_eq!(o["apiVersion"], API_VERSION);
-        assert_eq!(o["metadata"]["name"], "iris-production");
-        assert_eq!(o["metadata"]["namespace"], "models");
-        assert_eq!(o["metadata"]["labels"][LABEL_MANAGED_BY], "m2s");
-        assert_eq!(o["metadata"]["labels"][LABEL_INSTANCE], "m2s");
-        let a = &o["metadata"]["annotations"];
-        assert_eq!(a[ANN_MODEL_NAME], "iris");
-        assert_eq!(a[ANN_MODEL_VERSION], "4");
-        assert_eq!(a[ANN_STAGE], "Production");
-        assert_eq!(a[ANN_RUN_ID], "run4");
-        assert_eq!(
-            a[ANN_MODEL_URI],
-            "s3://bucket/mlruns/1/run4/artifacts/model"
-        );
-        assert_eq!(a[ANN_MLFLOW_URL], "http://mlflow:5000");
-        assert!(a.get(ANN_ALIAS).is_none());
-        let p = &o["spec"]["predictors"][0];
-        assert_eq!(p["name"], "default");
-        assert_eq!(p["replicas"], 1);
-        assert_eq!(p["graph"]["implementation"], "MLFLOW_SERVER");
-        assert_eq!(
-            p["graph"]["modelUri"],
-            "s3://bucket/mlruns/1/run4/artifacts/model"
-        );
-        assert!(p.get("componentSpecs").is_none());
-        assert!(p["graph"].get("envSecretRefName").is_none());
-    }
-
-    #[test]
-    fn renders_image_and_secrets() {
-        let mut c = cfg();
-        c.registry_secret = Some("regcred".into());
-        c.model_secret = Some("s3-creds".into());
-        let mut e = entries(
-            &RegistrySnapshot {
-                models: vec![model("iris", vec![version("iris", "4", "Production")])],
-            },
-            &c,
-        )
-        .0;
-        e[0].image = Some("x/y:1".into());
-        let d = render(&e[0], &location("4"), &c).unwrap();
-        let p = &d.object["spec"]["predictors"][0];
-        assert_eq!(p["graph"]["envSecretRefName"], "s3-creds");
-        assert_eq!(
-            p["componentSpecs"][0]["spec"]["containers"][0]["name"],
-            GRAPH_NODE
-        );
-        assert_eq!(spec_image(&d.object["spec"]), Some("x/y:1"));
-        assert_eq!(
-            p["componentSpecs"][0]["spec"]["imagePullSecrets"][0]["name"],
-            "regcred"
-        );
-    }
-
-    #[test]
-    fn unfetchable_location_is_an_entry_error() {
-        let mut c = cfg();
-        c.storage_root = None;
-        let e = entries(
-            &RegistrySnapshot {
-                models: vec![model("iris", vec![version("iris", "4", "Production")])],
-            },
-            &c,
-        )
-        .0;
-        let err = render(&e[0], &location("4"), &c).unwrap_err();
-        assert!(err.contains("/srv/mlruns/1/run4/artifacts/model"), "{err}");
-    }
-
-    #[test]
-    fn hash_changes_with_content_and_is_stable() {
-        let e = entries(
-            &RegistrySnapshot {
-                models: vec![model("iris", vec![version("iris", "4", "Production")])],
-            },
-            &cfg(),
-        )
-        .0;
-        let a = render(&e[0], &location("4"), &cfg()).unwrap();
-        let b = render(&e[0], &location("4"), &cfg()).unwrap();
-        assert_eq!(
-            a.annotations()[ANN_SPEC_HASH],
-            b.annotations()[ANN_SPEC_HASH]
-        );
-        let mut c = cfg();
-        c.registry_secret = Some("regcred".into());
-        let d = render(&e[0], &location("4"), &c).unwrap();
-        assert_ne!(
-            a.annotations()[ANN_SPEC_HASH],
-            d.annotations()[ANN_SPEC_HASH]
-        );
-    }
-
-    #[test]
-    fn recorded_location_only_for_the_same_version() {
-        let e = entries(
-            &RegistrySnapshot {
-                models: vec![model("iris", vec![version("iris", "4", "Production")])],
-            },
-            &cfg(),
-        )
-        .0;
-        let d = render(&e[0], &location("4"), &cfg()).unwrap();
-        let ann: BTreeMap<String, String> = d
-            .annotations()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        assert_eq!(recorded_location(&e[0], &ann), Some(location("4")));
-        let mut moved = e[0].clone();
-        moved.version.version = "5".into();
-        assert_eq!(recorded_location(&moved, &ann), None);
-        let mut recreated = e[0].clone();
-        recreated.model_created = Some(2000);
-        assert_eq!(recorded_location(&recreated, &ann), None);
-        let mut alias = e[0].clone();
-        alias.version.source = None;
-        assert_eq!(recorded_location(&alias, &ann), Some(location("4")));
-    }
-}
+#[path = "desired_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
-//! One run: read MLflow, list the cluster, plan, then print or apply.
+//! One run, in phases: read the registry → observe the cluster → resolve locations of the
+//! entries that changed → plan → print or apply.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -8,17 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::{stream, StreamExt};
 
-use crate::artifacts::ArtifactLocation;
 use crate::cli::{Cli, Command, GuardArgs, OutputFormat};
 use crate::config::{process_env, Config};
-use crate::desired::{entries, recorded_location, render, Desired, EntryError};
+use crate::desired::{render, EntryError, Registry, RegistryBuilder};
 use crate::k8s::{self, Kube};
-use crate::mlflow::{EntryResult, MlflowClient};
-use crate::output::{render_json, render_text};
-use crate::plan::{check_deletion_guard, compute, Action, Plan};
-
-/// Registry entries rendered and compared at a time (see `prepare`).
-const PLAN_CHUNK: usize = 256;
+use crate::mlflow::MlflowClient;
+use crate::output::{render_json, render_text, summary_line};
+use crate::plan::{self, check_deletion_guard, Action, Change, Observer, Plan};
 
 /// Exit code of `plan --detailed-exitcode` when changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
@@ -37,6 +34,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     // One TLS provider for kube and reqwest; a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::from_settings(&cli.settings, &process_env)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
     let (mode, guard) = match cli.command {
         Command::Plan(p) => (
             Mode::Plan {
@@ -64,29 +64,99 @@ fn start_watchdog(deadline: Duration) {
     });
 }
 
-struct Prepared {
-    plan: Plan,
-    kube: Kube,
-    runtime: tokio::runtime::Runtime,
-    mlflow_requests: u64,
+/// Everything a run knows once it has planned; nothing has been written yet.
+pub struct Prepared {
+    pub registry: Registry,
+    pub plan: Plan,
+    pub kube: Kube,
+    pub runtime: tokio::runtime::Runtime,
+    pub mlflow_requests: u64,
+}
+
+/// Phase 1: the registry, read page by page into entries (outside the async runtime:
+/// reqwest's blocking client must not run inside it).
+fn read_registry(mlflow: &MlflowClient, config: &Config) -> Result<Registry> {
+    let mut builder = RegistryBuilder::new(&config.deploy);
+    mlflow
+        .for_each_model_page(config.mlflow.model_filter.as_deref(), |page| {
+            builder.add(page)
+        })
+        .context("reading the MLflow model registry; nothing was changed")?;
+    let registry = builder.finish();
+    log::info!(
+        "registry: {} registered models, {} deployments wanted ({} in error)",
+        registry.models.len(),
+        registry.entries.len() + registry.errors.len(),
+        registry.errors.len()
+    );
+    Ok(registry)
+}
+
+/// Phase 2: the objects this instance owns, compared with the entries as each LIST page
+/// arrives.
+fn observe<'r>(
+    runtime: &tokio::runtime::Runtime,
+    kube: &Kube,
+    registry: &'r Registry,
+    config: &'r Config,
+) -> Result<Observer<'r>> {
+    let deploy = &config.deploy;
+    let mut observer = Observer::new(registry, deploy);
+    runtime.block_on(kube.list_owned(&deploy.instance, |o| observer.observe(&o)))?;
+    log::info!(
+        "cluster: {} owned by instance {:?} in namespace {:?}",
+        deploy.target.resource().count(observer.managed),
+        deploy.instance,
+        deploy.namespace
+    );
+    Ok(observer)
+}
+
+/// Phase 4: names wanted for creation that someone else's object already has become errors.
+fn refuse_foreign_names(prepared: &mut Prepared, config: &Config) -> Result<()> {
+    let plan = &mut prepared.plan;
+    let creates: BTreeSet<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Create)
+        .map(|c| c.name.as_str())
+        .collect();
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let deploy = &config.deploy;
+    let taken = prepared
+        .runtime
+        .block_on(prepared.kube.foreign_names(&deploy.instance, &creates))?;
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let kind = deploy.target.resource().kind;
+    let registry = &prepared.registry;
+    let (foreign, keep): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
+        .into_iter()
+        .partition(|c| c.action == Action::Create && taken.contains(&c.name));
+    plan.changes = keep;
+    for c in foreign {
+        let entry = c.entry(registry).expect("creates have an entry");
+        plan.errors.push(EntryError::of(
+            entry,
+            format!(
+                "a {kind} named {:?} already exists in namespace {:?} and is not managed by m2s instance {:?}; m2s leaves it alone",
+                c.name, deploy.namespace, deploy.instance
+            ),
+        ));
+    }
+    plan.errors
+        .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
+    Ok(())
 }
 
 /// Reads both sides and computes the plan. Nothing is written here.
-fn prepare(config: &Config) -> Result<Prepared> {
+pub fn prepare(config: &Config) -> Result<Prepared> {
     let started = Instant::now();
-    let deploy = &config.deploy;
     let mlflow = MlflowClient::new(&config.mlflow)?;
-    // MLflow first, outside the async runtime (reqwest's blocking client must not run inside it).
-    let snapshot = mlflow
-        .snapshot(config.mlflow.model_filter.as_deref())
-        .context("reading the MLflow model registry; nothing was changed")?;
-    let (wanted, mut errors) = entries(&snapshot, deploy);
-    log::info!(
-        "registry: {} registered models, {} deployments wanted ({} in error)",
-        snapshot.models.len(),
-        wanted.len() + errors.len(),
-        errors.len()
-    );
+    let registry = read_registry(&mlflow, config)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -96,136 +166,49 @@ fn prepare(config: &Config) -> Result<Prepared> {
         config.kubeconfig.as_deref(),
         config.request_timeout,
     ))?;
-    let kube = Kube::new(client, &deploy.namespace, server);
-    let actual = runtime.block_on(kube.list_owned(&deploy.instance))?;
-    log::info!(
-        "cluster: {} SeldonDeployments owned by instance {:?} in namespace {:?}",
-        actual.len(),
-        deploy.instance,
-        deploy.namespace
+    let kube = Kube::new(
+        client,
+        &config.deploy.namespace,
+        server,
+        config.deploy.target.resource(),
     );
+    let observer = observe(&runtime, &kube, &registry, config)?;
 
-    // Versions already deployed need no MLflow look-ups: their location is recorded on the object.
-    let actual_by_name: BTreeMap<&str, _> = actual.iter().map(|a| (a.name.as_str(), a)).collect();
-    let mut locations: Vec<Option<EntryResult<ArtifactLocation>>> = wanted
-        .iter()
-        .map(|e| {
-            actual_by_name
-                .get(e.name.as_str())
-                .and_then(|a| recorded_location(e, &a.annotations))
-                .map(Ok)
-        })
+    // Phase 3: only entries without an object, or whose object serves another version, cost
+    // MLflow look-ups; the others reuse the location recorded on their object.
+    let versions: Vec<_> = observer
+        .to_resolve()
+        .into_iter()
+        .map(|i| registry.entries[i].version.clone())
         .collect();
-    let missing: Vec<usize> = (0..wanted.len())
-        .filter(|&i| locations[i].is_none())
-        .collect();
-    let versions: Vec<_> = missing.iter().map(|&i| wanted[i].version.clone()).collect();
     let resolved = mlflow
         .resolve_all(&versions)
         .context("reading model versions from MLflow; nothing was changed")?;
-    for (i, r) in missing.into_iter().zip(resolved) {
-        locations[i] = Some(r);
-    }
-
-    let registry_models: BTreeSet<&str> = snapshot.models.iter().map(|m| m.name.as_str()).collect();
-    // Render and compare a range of names at a time: the plan of a name depends only on the
-    // entry, the object and the errors of that name, so the result is the same as all at once,
-    // but the rendered objects of a large registry never all exist together (rendered all at
-    // once, they were the peak of memory; a no-op run now keeps none of them).
-    debug_assert!(wanted.windows(2).all(|w| w[0].name < w[1].name));
-    debug_assert!(actual.windows(2).all(|w| w[0].name <= w[1].name));
-    let mut locations = locations.into_iter();
-    let mut plan = Plan::default();
-    let mut start = 0;
-    loop {
-        let end = (start + PLAN_CHUNK).min(wanted.len());
-        let lo = (start > 0).then(|| wanted[start].name.as_str());
-        let hi = wanted.get(end).map(|e| e.name.as_str());
-        let in_range = |name: &str| lo.is_none_or(|l| name >= l) && hi.is_none_or(|h| name < h);
-        let mut desired: Vec<Desired> = Vec::with_capacity(end - start);
-        for (entry, location) in wanted[start..end].iter().zip(locations.by_ref()) {
-            let rendered = location
-                .expect("every entry resolved")
-                .and_then(|loc| render(entry, &loc, deploy));
-            match rendered {
-                Ok(d) => desired.push(d),
-                Err(message) => errors.push(EntryError {
-                    name: entry.name.clone(),
-                    model: entry.model.clone(),
-                    selector: entry.selector.clone(),
-                    version: Some(entry.version.version.clone()),
-                    message,
-                }),
-            }
-        }
-        // `actual` is sorted by name (list_owned), like `wanted` (entries).
-        let first = actual.partition_point(|a| lo.is_some_and(|l| a.name.as_str() < l));
-        let last = actual.partition_point(|a| hi.is_none_or(|h| a.name.as_str() < h));
-        let held = errors
-            .iter()
-            .filter(|e| in_range(&e.name))
-            .cloned()
-            .collect();
-        let part = compute(
-            &desired,
-            held,
-            &actual[first..last],
-            deploy,
-            &registry_models,
-        );
-        plan.changes.extend(part.changes);
-        plan.unchanged.extend(part.unchanged);
-        plan.managed += part.managed;
-        if end == wanted.len() {
-            break;
-        }
-        start = end;
-    }
-    plan.errors = errors;
-
-    // A name that is free of our objects may still be taken by someone else's.
-    if plan.count(Action::Create) > 0 {
-        let taken = runtime.block_on(kube.foreign_names(&deploy.instance))?;
-        let (foreign, keep): (Vec<_>, Vec<_>) = plan
-            .changes
-            .drain(..)
-            .partition(|c| c.action == Action::Create && taken.contains(&c.name));
-        plan.changes = keep;
-        for c in foreign {
-            plan.errors.push(EntryError {
-                name: c.name.clone(),
-                model: c.model.clone().unwrap_or_default(),
-                selector: c.selector.clone().expect("creates have a selector"),
-                version: c.version.clone(),
-                message: format!(
-                    "a SeldonDeployment named {:?} already exists in namespace {:?} and is not managed by m2s instance {:?}; m2s leaves it alone",
-                    c.name, deploy.namespace, deploy.instance
-                ),
-            });
-        }
-        plan.errors.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-    log::debug!(
-        "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",
-        started.elapsed(),
-        mlflow.requests_sent(),
-        kube.requests_sent()
-    );
-    let mlflow_requests = mlflow.requests_sent();
-    Ok(Prepared {
+    drop(versions);
+    let plan = plan::compute(&registry, observer, resolved, &config.deploy);
+    let mut prepared = Prepared {
+        registry,
         plan,
         kube,
         runtime,
-        mlflow_requests,
-    })
+        mlflow_requests: mlflow.requests_sent(),
+    };
+    refuse_foreign_names(&mut prepared, config)?;
+    log::debug!(
+        "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",
+        started.elapsed(),
+        prepared.mlflow_requests,
+        prepared.kube.requests_sent()
+    );
+    Ok(prepared)
 }
 
 /// The deletion guard; its refusal names the registry that was read, since a wrong URL or
 /// filter is the usual reason a registry asks for nothing.
-fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result<()> {
+pub fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result<()> {
     check_deletion_guard(
         plan,
-        &config.deploy.namespace,
+        &config.deploy,
         guard.allow_delete_all,
         guard.max_deletes,
     )
@@ -243,29 +226,37 @@ fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result<()>
     })
 }
 
+fn not_deployable(plan: &Plan) -> anyhow::Error {
+    let n = plan.errors.len();
+    anyhow::anyhow!(
+        "{n} registry {} cannot be deployed (listed above)",
+        if n == 1 { "entry" } else { "entries" }
+    )
+}
+
 fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
     let prepared = prepare(config)?;
     let plan = &prepared.plan;
-    let ns = &config.deploy.namespace;
+    let (registry, deploy) = (&prepared.registry, &config.deploy);
     let mut stdout = std::io::stdout().lock();
     match mode {
         Mode::Plan {
             output,
             detailed_exitcode,
         } => {
+            let guard_result = deletion_guard(plan, config, guard);
             match output {
-                OutputFormat::Text => write!(stdout, "{}", render_text(plan, ns))?,
-                OutputFormat::Json => {
-                    write!(stdout, "{}", render_json(plan, ns, &config.deploy.instance))?
-                }
+                OutputFormat::Text => write!(stdout, "{}", render_text(plan, registry, deploy))?,
+                OutputFormat::Json => write!(
+                    stdout,
+                    "{}",
+                    render_json(plan, registry, deploy, guard_result.as_ref().err())
+                )?,
             }
             stdout.flush()?;
-            deletion_guard(plan, config, guard)?;
+            guard_result?;
             if !plan.errors.is_empty() {
-                anyhow::bail!(
-                    "{} registry entries cannot be deployed (listed above)",
-                    plan.errors.len()
-                );
+                return Err(not_deployable(plan));
             }
             Ok(if detailed_exitcode && !plan.is_empty() {
                 ExitCode::from(EXIT_CHANGES)
@@ -274,22 +265,11 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
             })
         }
         Mode::Sync { dry_run } => {
-            write!(stdout, "{}", render_text(plan, ns))?;
+            write!(stdout, "{}", render_text(plan, registry, deploy))?;
             stdout.flush()?;
             deletion_guard(plan, config, guard)?;
-            let failures = apply(&prepared, config.concurrency, dry_run);
-            let summary =
-                format!(
-                "{}{} created, {} updated, {} deleted, {} unchanged, {} failed, {} not deployable.",
-                if dry_run { "Dry run (nothing persisted): " } else { "Sync: " },
-                plan.count(Action::Create),
-                plan.count(Action::Update),
-                plan.count(Action::Delete),
-                plan.unchanged.len(),
-                failures.len(),
-                plan.errors.len()
-            );
-            writeln!(stdout, "{summary}")?;
+            let failures = apply(&prepared, config, dry_run);
+            writeln!(stdout, "{}", summary_line(plan, failures.len(), dry_run))?;
             log::debug!(
                 "requests: MLflow {}, Kubernetes {} ({} writes)",
                 prepared.mlflow_requests,
@@ -305,27 +285,51 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
                 );
             }
             if !plan.errors.is_empty() {
-                anyhow::bail!(
-                    "{} registry entries cannot be deployed (listed above)",
-                    plan.errors.len()
-                );
+                return Err(not_deployable(plan));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+/// Writes one change: the body of a create or update is rendered now, so no more than
+/// `concurrency` bodies exist at once.
+async fn write_change(
+    prepared: &Prepared,
+    config: &Config,
+    change: &Change,
+    dry_run: bool,
+) -> Result<()> {
+    let kube = &prepared.kube;
+    match change.action {
+        Action::Create | Action::Update => {
+            let entry = change
+                .entry(&prepared.registry)
+                .context("a change without its entry")?;
+            let resolved = change
+                .resolved
+                .as_ref()
+                .context("a change without its location")?;
+            let desired = render(
+                entry,
+                &resolved.location,
+                &resolved.version_tags,
+                &config.deploy,
+            )
+            .map_err(anyhow::Error::msg)?;
+            kube.apply(change, desired.object, dry_run).await
+        }
+        Action::Delete => kube.delete(change, dry_run).await,
+    }
+}
+
 /// Applies every change with bounded concurrency; one failure does not stop the others.
 /// Returns the failures, each naming its object.
-fn apply(prepared: &Prepared, concurrency: usize, dry_run: bool) -> Vec<String> {
-    let kube = &prepared.kube;
+fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<String> {
     let results: Vec<(String, Result<()>)> = prepared.runtime.block_on(
         stream::iter(&prepared.plan.changes)
             .map(|change| async move {
-                let result = match change.action {
-                    Action::Create | Action::Update => kube.apply(change, dry_run).await,
-                    Action::Delete => kube.delete(change, dry_run).await,
-                };
+                let result = write_change(prepared, config, change, dry_run).await;
                 match &result {
                     Ok(()) => log::info!(
                         "{}{} {} ({})",
@@ -342,7 +346,7 @@ fn apply(prepared: &Prepared, concurrency: usize, dry_run: bool) -> Vec<String> 
                 }
                 (change.name.clone(), result)
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(config.concurrency)
             .collect(),
     );
     let mut failures: Vec<String> = results

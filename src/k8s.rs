@@ -1,4 +1,5 @@
-//! Kubernetes side: list the SeldonDeployments m2s owns, apply and delete them.
+//! Kubernetes side: list the objects m2s owns (page by page), apply and delete them. The
+//! resource is the configured target's; nothing here knows a serving stack.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,14 +19,15 @@ use serde_json::Value;
 
 use crate::desired::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::plan::{is_subset, ActualObject, Change};
+use crate::targets::Resource as TargetResource;
 
 pub const FIELD_MANAGER: &str = "m2s";
-pub const RESOURCE: &str = "seldondeployments.machinelearning.seldon.io";
 const LIST_PAGE: u32 = 500;
 
-pub fn seldon_resource() -> ApiResource {
-    let gvk = GroupVersionKind::gvk("machinelearning.seldon.io", "v1", "SeldonDeployment");
-    ApiResource::from_gvk_with_plural(&gvk, "seldondeployments")
+/// The kube-rs resource of a target.
+pub fn api_resource(r: &TargetResource) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(r.group, r.version, r.kind);
+    ApiResource::from_gvk_with_plural(&gvk, r.plural)
 }
 
 /// Label selector of the objects one m2s instance owns.
@@ -61,6 +63,11 @@ pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<(Cl
         })?,
     };
     config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+    // Requests name m2s in the API server's audit log.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("m2s/", env!("CARGO_PKG_VERSION"))),
+    ));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     let server = config.cluster_url.to_string();
@@ -71,6 +78,7 @@ pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<(Cl
 
 pub struct Kube {
     api: Api<DynamicObject>,
+    resource: TargetResource,
     namespace: String,
     server: String,
     requests: AtomicU64,
@@ -99,9 +107,10 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 }
 
 impl Kube {
-    pub fn new(client: Client, namespace: &str, server: String) -> Kube {
+    pub fn new(client: Client, namespace: &str, server: String, resource: TargetResource) -> Kube {
         Kube {
-            api: Api::namespaced_with(client, namespace, &seldon_resource()),
+            api: Api::namespaced_with(client, namespace, &api_resource(&resource)),
+            resource,
             namespace: namespace.to_string(),
             server,
             requests: AtomicU64::new(0),
@@ -119,9 +128,10 @@ impl Kube {
 
     /// Explains an API error for `verb`, naming the object and what to check.
     fn explain(&self, e: kube::Error, verb: &str, name: Option<&str>) -> anyhow::Error {
+        let kind = self.resource.kind;
         let what = match name {
-            Some(n) => format!("SeldonDeployment {}/{n}", self.namespace),
-            None => format!("SeldonDeployments in namespace {}", self.namespace),
+            Some(n) => format!("{kind} {}/{n}", self.namespace),
+            None => format!("{kind}s in namespace {}", self.namespace),
         };
         // What RBAC checks: server-side apply is a PATCH, and one that creates the object is
         // also authorized as a create.
@@ -132,12 +142,14 @@ impl Kube {
         };
         let hint = match status_code(&e) {
             Some(403) => format!(
-                ": forbidden — the identity m2s runs as needs RBAC {rbac} on {RESOURCE} in namespace {:?}",
+                ": forbidden — the identity m2s runs as needs RBAC {rbac} on {} in namespace {:?}",
+                self.resource.qualified_plural(),
                 self.namespace
             ),
             Some(404) if name.is_none() || verb == "create" => format!(
-                ": not found — is the namespace {:?} there and the SeldonDeployment CRD (machinelearning.seldon.io/v1) installed?",
-                self.namespace
+                ": not found — is the namespace {:?} there and the {kind} CRD ({}) installed?",
+                self.namespace,
+                self.resource.api_version()
             ),
             Some(401) => ": unauthorized — the Kubernetes credentials were rejected".to_string(),
             Some(_) => String::new(),
@@ -150,14 +162,19 @@ impl Kube {
         anyhow!(e).context(format!("{verb} {what}{hint}"))
     }
 
-    /// Every page of a LIST, `LIST_PAGE` objects at a time.
-    async fn list_all<T, F, Fut>(&self, base: ListParams, fetch: F) -> Result<Vec<T>>
+    /// Every page of a LIST, `LIST_PAGE` objects at a time, each item handed to `each` as its
+    /// page arrives (one page is held at a time).
+    async fn list_pages<T, F, Fut>(
+        &self,
+        base: ListParams,
+        fetch: F,
+        mut each: impl FnMut(T),
+    ) -> Result<()>
     where
         T: Clone,
         F: Fn(ListParams) -> Fut,
         Fut: std::future::Future<Output = kube::Result<ObjectList<T>>>,
     {
-        let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut lp = base.clone().limit(LIST_PAGE);
@@ -166,31 +183,35 @@ impl Kube {
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let page = fetch(lp).await.map_err(|e| self.explain(e, "list", None))?;
-            out.extend(page.items);
+            page.items.into_iter().for_each(&mut each);
             // The last page has an empty continue token, not none.
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
     }
 
-    /// The SeldonDeployments this instance owns.
-    pub async fn list_owned(&self, instance: &str) -> Result<Vec<ActualObject>> {
+    /// The objects this instance owns, handed to `each` page by page.
+    pub async fn list_owned(
+        &self,
+        instance: &str,
+        mut each: impl FnMut(ActualObject),
+    ) -> Result<()> {
         let base = ListParams::default().labels(&owned_selector(instance));
-        let items = self
-            .list_all(base, |lp| async move { self.list_lean(&lp).await })
-            .await?;
-        let mut out: Vec<ActualObject> = items.into_iter().map(ActualObject::from).collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.list_pages(
+            base,
+            |lp| async move { self.list_lean(&lp).await },
+            |o: Listed| each(ActualObject::from(o)),
+        )
+        .await
     }
 
     /// One LIST page, read into [`Listed`]: kube's `ObjectList` and `DynamicObject` buffer a
     /// whole page in serde's `flatten` form first (about 30 KB an object, managedFields
     /// included), which made the list the peak of a run's memory.
     async fn list_lean(&self, lp: &ListParams) -> kube::Result<ObjectList<Listed>> {
-        let url = DynamicObject::url_path(&seldon_resource(), Some(&self.namespace));
+        let url = DynamicObject::url_path(&api_resource(&self.resource), Some(&self.namespace));
         let req = Request::new(url)
             .list(lp)
             .map_err(kube::Error::BuildRequest)?;
@@ -205,40 +226,42 @@ impl Kube {
         })
     }
 
-    /// Names of the SeldonDeployments in the namespace that this instance does not own
+    /// Which of `names` are taken by objects in the namespace that this instance does not own
     /// (metadata only), to keep m2s from taking them over.
-    pub async fn foreign_names(&self, instance: &str) -> Result<BTreeSet<String>> {
-        let items = self
-            .list_all(ListParams::default(), |lp| async move {
-                self.api.list_metadata(&lp).await
-            })
-            .await?;
-        Ok(items
-            .into_iter()
-            .filter(|o| !is_owned(o.metadata.labels.as_ref(), instance))
-            .filter_map(|o| o.metadata.name)
-            .collect())
+    pub async fn foreign_names(
+        &self,
+        instance: &str,
+        names: &BTreeSet<&str>,
+    ) -> Result<BTreeSet<String>> {
+        let mut taken = BTreeSet::new();
+        self.list_pages(
+            ListParams::default(),
+            |lp| async move { self.api.list_metadata(&lp).await },
+            |o| {
+                let name = o.metadata.name.unwrap_or_default();
+                if names.contains(name.as_str()) && !is_owned(o.metadata.labels.as_ref(), instance)
+                {
+                    taken.insert(name);
+                }
+            },
+        )
+        .await?;
+        Ok(taken)
     }
 
-    /// Server-side apply of a create or update. An update carries the listed resourceVersion,
-    /// so an object changed since the list is not overwritten blindly: on that conflict the
-    /// object is read again and accepted if it already is as desired (another m2s run did it).
-    pub async fn apply(&self, change: &Change, dry_run: bool) -> Result<()> {
-        let mut body: Value = serde_json::from_str(
-            change
-                .object
-                .as_deref()
-                .context("apply without an object")?,
-        )
-        .context("re-reading the rendered object")?;
-        if let Some(rv) = &change.resource_version {
-            body["metadata"]["resourceVersion"] = Value::String(rv.clone());
+    /// Server-side apply of a create or update with the rendered `body`. An update carries the
+    /// listed resourceVersion, so an object changed since the list is not overwritten blindly:
+    /// on that conflict the object is read again and accepted if it already is as desired
+    /// (another m2s run did it).
+    pub async fn apply(&self, change: &Change, mut body: Value, dry_run: bool) -> Result<()> {
+        if let Some(rv) = change.resource_version() {
+            body["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER).force();
         pp.dry_run = dry_run;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let verb = if change.resource_version.is_some() {
+        let verb = if change.resource_version().is_some() {
             "update"
         } else {
             "create"
@@ -284,8 +307,8 @@ impl Kube {
         let dp = DeleteParams {
             dry_run,
             preconditions: Some(Preconditions {
-                uid: change.uid.clone(),
-                resource_version: change.resource_version.clone(),
+                uid: change.uid().map(String::from),
+                resource_version: change.resource_version().map(String::from),
             }),
             ..DeleteParams::default()
         };
@@ -313,7 +336,7 @@ fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
     })
 }
 
-/// A listed SeldonDeployment: the fields m2s reads, nothing else.
+/// A listed object: the fields m2s reads, nothing else.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Listed {
     #[serde(default)]

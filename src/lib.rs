@@ -1,8 +1,9 @@
-//! m2s keeps Seldon Core deployments in step with an MLflow Model Registry.
+//! m2s keeps model deployments on Kubernetes in step with an MLflow Model Registry.
 //!
-//! IO sits at the edges ([`mlflow`], [`k8s`]); in between, pure functions turn a registry
-//! snapshot into desired objects ([`desired`]) and those plus the cluster's objects into a plan
-//! ([`plan`]). [`engine`] wires one run together.
+//! IO sits at the edges ([`mlflow`], [`k8s`]); in between, pure functions turn the registry into
+//! entries and objects ([`desired`]) and those plus the cluster's objects into a plan
+//! ([`plan`]). What differs per serving stack is behind [`targets::Target`]. [`engine`] wires
+//! one run together.
 
 pub mod artifacts;
 pub mod cli;
@@ -14,6 +15,10 @@ pub mod k8s;
 pub mod mlflow;
 pub mod naming;
 pub mod output;
+pub mod overlay;
 pub mod plan;
+pub mod quantity;
+pub mod settings;
+pub mod targets;
 
 pub use engine::run;

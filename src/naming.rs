@@ -30,8 +30,25 @@ pub fn deployment_name(model: &str, selector: &str) -> String {
     if base.len() <= MAX_NAME_LEN && is_dns1123_label(&base) {
         return base;
     }
+    hashed_name("", model, selector)
+}
+
+/// The hashed form behind a fixed `prefix`: `<prefix>-<sanitized, cut>-<hash>`, for targets whose
+/// names must start with a letter. The hash suffix keeps it apart from every unhashed name.
+pub fn prefixed_name(prefix: &str, model: &str, selector: &str) -> String {
+    hashed_name(prefix, model, selector)
+}
+
+/// `[<prefix>-]<sanitized (model-selector), cut>-<8 hex of a hash of the pair>`, at most
+/// [`MAX_NAME_LEN`] characters.
+fn hashed_name(prefix: &str, model: &str, selector: &str) -> String {
+    let base = format!("{model}-{}", selector.to_lowercase());
     let hash = stable_hash(model, selector);
-    let mut sanitized = String::with_capacity(base.len());
+    let mut sanitized = String::with_capacity(base.len() + prefix.len() + 1);
+    if !prefix.is_empty() {
+        sanitized.push_str(prefix);
+        sanitized.push('-');
+    }
     for ch in base.chars().flat_map(char::to_lowercase) {
         if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
             sanitized.push(ch);
@@ -137,6 +154,17 @@ mod tests {
             "my-model-production-432e451d"
         );
         assert_eq!(stable_hash("", ""), "af63bd4c");
+    }
+
+    #[test]
+    fn prefixed_names_start_with_the_prefix_and_keep_the_hash() {
+        let n = prefixed_name("m2s", "2024-fraud", "Production");
+        assert!(n.starts_with("m2s-2024-fraud-production-"), "{n}");
+        assert!(n.ends_with(&stable_hash("2024-fraud", "Production")));
+        assert!(is_dns1123_label(&n) && n.len() <= MAX_NAME_LEN);
+        let long = prefixed_name("m2s", &"9".repeat(100), "champion");
+        assert_eq!(long.len(), MAX_NAME_LEN);
+        assert!(long.starts_with("m2s-999"));
     }
 
     #[test]

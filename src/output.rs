@@ -1,10 +1,11 @@
-//! Plan output: terraform-style text, or one JSON document.
+//! Plan output: terraform-style text, or one JSON document. Counts agree with their nouns.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::desired::{EntryError, Selector};
+use crate::config::DeployConfig;
+use crate::desired::{EntryError, Registry, Selector};
 use crate::plan::{Action, Change, Plan};
 
 fn describe(
@@ -33,7 +34,9 @@ fn describe(
 }
 
 /// The plan as text, ending with terraform's summary line (or `No changes.`).
-pub fn render_text(plan: &Plan, namespace: &str) -> String {
+pub fn render_text(plan: &Plan, registry: &Registry, cfg: &DeployConfig) -> String {
+    let resource = cfg.target.resource();
+    let namespace = &cfg.namespace;
     let mut out = String::new();
     let width = plan
         .changes
@@ -45,14 +48,15 @@ pub fn render_text(plan: &Plan, namespace: &str) -> String {
     if !plan.changes.is_empty() {
         let _ = writeln!(
             out,
-            "m2s will make these changes to SeldonDeployments in namespace {namespace:?}:\n"
+            "m2s will make these changes to {} in namespace {namespace:?}:\n",
+            resource.kinds(2)
         );
         for c in &plan.changes {
             let what = describe(
-                c.model.as_deref(),
-                c.version.as_deref(),
-                c.previous_version.as_deref(),
-                c.selector.as_ref(),
+                c.model(registry),
+                c.version(registry),
+                c.previous_version(),
+                c.selector(registry),
             );
             let _ = writeln!(
                 out,
@@ -65,10 +69,19 @@ pub fn render_text(plan: &Plan, namespace: &str) -> String {
         out.push('\n');
     }
     if !plan.errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "These entries cannot be deployed; their SeldonDeployments are left as they are:\n"
-        );
+        let _ = if plan.errors.len() == 1 {
+            writeln!(
+                out,
+                "This entry cannot be deployed; its {} is left as it is:\n",
+                resource.kind
+            )
+        } else {
+            writeln!(
+                out,
+                "These entries cannot be deployed; their {} are left as they are:\n",
+                resource.kinds(2)
+            )
+        };
         for e in &plan.errors {
             let what = describe(
                 Some(&e.model),
@@ -81,11 +94,12 @@ pub fn render_text(plan: &Plan, namespace: &str) -> String {
         out.push('\n');
     }
     if plan.changes.is_empty() {
+        let n = plan.unchanged.len();
         let _ = writeln!(
             out,
-            "No changes. {} SeldonDeployment{} in namespace {namespace:?} match the registry.",
-            plan.unchanged.len(),
-            if plan.unchanged.len() == 1 { "" } else { "s" }
+            "No changes. {} in namespace {namespace:?} {} the registry.",
+            resource.count(n),
+            if n == 1 { "matches" } else { "match" }
         );
     } else {
         let _ = writeln!(
@@ -99,15 +113,37 @@ pub fn render_text(plan: &Plan, namespace: &str) -> String {
     out
 }
 
+/// The last line of `sync`.
+pub fn summary_line(plan: &Plan, failed: usize, dry_run: bool) -> String {
+    format!(
+        "{}{} created, {} updated, {} deleted, {} unchanged, {} failed, {} not deployable.",
+        if dry_run {
+            "Dry run (nothing persisted): "
+        } else {
+            "Sync: "
+        },
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Delete),
+        plan.unchanged.len(),
+        failed,
+        plan.errors.len()
+    )
+}
+
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     format_version: &'static str,
+    target: &'a str,
+    api_version: String,
+    kind: &'a str,
     namespace: &'a str,
     instance: &'a str,
     changes: Vec<JsonChange<'a>>,
     errors: Vec<JsonError<'a>>,
     unchanged: &'a [String],
     summary: JsonSummary,
+    deletion_guard: JsonGuard,
 }
 
 #[derive(Serialize)]
@@ -142,6 +178,13 @@ struct JsonSummary {
     errors: usize,
 }
 
+/// Whether the deletion guard refuses this plan, and why (it names what the registry asks for).
+#[derive(Serialize)]
+struct JsonGuard {
+    refused: bool,
+    message: Option<String>,
+}
+
 fn split_selector(s: Option<&Selector>) -> (Option<&str>, Option<&str>) {
     match s {
         Some(Selector::Stage(v)) => (Some(v), None),
@@ -150,14 +193,14 @@ fn split_selector(s: Option<&Selector>) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn json_change(c: &Change) -> JsonChange<'_> {
-    let (stage, alias) = split_selector(c.selector.as_ref());
+fn json_change<'a>(c: &'a Change, registry: &'a Registry) -> JsonChange<'a> {
+    let (stage, alias) = split_selector(c.selector(registry));
     JsonChange {
         action: c.action,
         name: &c.name,
-        model: c.model.as_deref(),
-        version: c.version.as_deref(),
-        previous_version: c.previous_version.as_deref(),
+        model: c.model(registry),
+        version: c.version(registry),
+        previous_version: c.previous_version(),
         stage,
         alias,
         reason: &c.reason,
@@ -177,12 +220,26 @@ fn json_error(e: &EntryError) -> JsonError<'_> {
     }
 }
 
-pub fn render_json(plan: &Plan, namespace: &str, instance: &str) -> String {
+/// The plan as one JSON document; `refusal` is the deletion guard's, when it refuses.
+pub fn render_json(
+    plan: &Plan,
+    registry: &Registry,
+    cfg: &DeployConfig,
+    refusal: Option<&anyhow::Error>,
+) -> String {
+    let resource = cfg.target.resource();
     let doc = JsonPlan {
         format_version: "1",
-        namespace,
-        instance,
-        changes: plan.changes.iter().map(json_change).collect(),
+        target: cfg.target.id(),
+        api_version: resource.api_version(),
+        kind: resource.kind,
+        namespace: &cfg.namespace,
+        instance: &cfg.instance,
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| json_change(c, registry))
+            .collect(),
         errors: plan.errors.iter().map(json_error).collect(),
         unchanged: &plan.unchanged,
         summary: JsonSummary {
@@ -192,120 +249,14 @@ pub fn render_json(plan: &Plan, namespace: &str, instance: &str) -> String {
             unchanged: plan.unchanged.len(),
             errors: plan.errors.len(),
         },
+        deletion_guard: JsonGuard {
+            refused: refusal.is_some(),
+            message: refusal.map(|e| format!("{e:#}")),
+        },
     };
     serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn change(
-        action: Action,
-        name: &str,
-        version: &str,
-        previous: Option<&str>,
-        reason: &str,
-    ) -> Change {
-        Change {
-            action,
-            name: name.into(),
-            model: Some(name.split('-').next().unwrap().into()),
-            version: Some(version.into()),
-            previous_version: previous.map(String::from),
-            selector: Some(Selector::Stage("Production".into())),
-            reason: reason.into(),
-            object: (action != Action::Delete).then(|| "{}".to_string()),
-            model_uri: (action != Action::Delete).then(|| "s3://b/m".to_string()),
-            uid: None,
-            resource_version: None,
-        }
-    }
-
-    fn sample() -> Plan {
-        Plan {
-            changes: vec![
-                change(
-                    Action::Create,
-                    "iris-production",
-                    "4",
-                    None,
-                    "new deployment",
-                ),
-                change(
-                    Action::Update,
-                    "fraud-production",
-                    "3",
-                    Some("2"),
-                    "version 2 → 3",
-                ),
-                change(
-                    Action::Delete,
-                    "old-production",
-                    "1",
-                    None,
-                    "registered model \"old\" is gone",
-                ),
-            ],
-            unchanged: vec!["kept-production".into()],
-            errors: vec![EntryError {
-                name: "bad-production".into(),
-                model: "bad".into(),
-                selector: Selector::Stage("Production".into()),
-                version: Some("1".into()),
-                message: "tag broken".into(),
-            }],
-            managed: 3,
-        }
-    }
-
-    #[test]
-    fn text_follows_terraform() {
-        let text = render_text(&sample(), "models");
-        let expected = "\
-m2s will make these changes to SeldonDeployments in namespace \"models\":
-
-  + iris-production   iris v4 (stage Production): new deployment
-  ~ fraud-production  fraud v2 → v3 (stage Production): version 2 → 3
-  - old-production    old v1 (stage Production): registered model \"old\" is gone
-
-These entries cannot be deployed; their SeldonDeployments are left as they are:
-
-  ! bad-production    bad v1 (stage Production): tag broken
-
-Plan: 1 to add, 1 to change, 1 to destroy.
-";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn text_without_changes() {
-        let plan = Plan {
-            unchanged: vec!["a".into(), "b".into()],
-            ..Plan::default()
-        };
-        assert_eq!(
-            render_text(&plan, "ns"),
-            "No changes. 2 SeldonDeployments in namespace \"ns\" match the registry.\n"
-        );
-    }
-
-    #[test]
-    fn json_document() {
-        let v: serde_json::Value =
-            serde_json::from_str(&render_json(&sample(), "models", "m2s")).unwrap();
-        assert_eq!(
-            v["summary"],
-            json!({"add": 1, "change": 1, "destroy": 1, "unchanged": 1, "errors": 1})
-        );
-        assert_eq!(v["changes"][0]["action"], "create");
-        assert_eq!(v["changes"][0]["stage"], "Production");
-        assert_eq!(v["changes"][0]["alias"], serde_json::Value::Null);
-        assert_eq!(v["changes"][0]["model_uri"], "s3://b/m");
-        assert_eq!(v["changes"][1]["previous_version"], "2");
-        assert_eq!(v["changes"][2]["action"], "delete");
-        assert_eq!(v["errors"][0]["error"], "tag broken");
-        assert_eq!(v["namespace"], "models");
-    }
-}
+#[path = "output_tests.rs"]
+mod tests;

@@ -1,6 +1,11 @@
-//! Desired objects + the objects in the cluster → the changes to make. Pure: no IO.
+//! Registry entries + the objects in the cluster → the changes to make. Pure: no IO.
+//!
+//! Listed objects are compared as they stream in ([`Observer`]): each is reduced at once to
+//! what the plan needs (a verdict, or the few fields a reason names), so a run never holds the
+//! cluster's objects or the rendered bodies. [`compute`] then plans every entry and object.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -8,11 +13,14 @@ use serde_json::Value;
 
 use crate::config::DeployConfig;
 use crate::desired::{
-    spec_image, Desired, EntryError, Selector, ANNOTATION_PREFIX, ANN_ALIAS, ANN_MODEL_NAME,
-    ANN_MODEL_URI, ANN_MODEL_VERSION, ANN_SPEC_HASH, ANN_STAGE,
+    first_names, recorded, render, Desired, Entry, EntryError, Registry, Selector,
+    ANNOTATION_PREFIX, ANN_ALIAS, ANN_MODEL_NAME, ANN_MODEL_URI, ANN_MODEL_VERSION,
+    ANN_OVERLAY_HASH, ANN_SPEC_HASH, ANN_STAGE,
 };
+use crate::mlflow::{EntryResult, Resolved};
+use crate::targets::{canonical_quantities, field_changes, field_values};
 
-/// A SeldonDeployment in the cluster that carries m2s's labels.
+/// An object in the cluster that carries m2s's labels, as listed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActualObject {
     pub name: String,
@@ -27,15 +35,229 @@ impl ActualObject {
     fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
     }
+}
 
-    fn selector(&self) -> Option<Selector> {
-        self.annotation(ANN_STAGE)
-            .map(|s| Selector::Stage(s.to_string()))
-            .or_else(|| {
-                self.annotation(ANN_ALIAS)
-                    .map(|a| Selector::Alias(a.to_string()))
-            })
+/// The identity of a listed object and what it serves: all a plan keeps of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObjectRef {
+    pub name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub selector: Option<Selector>,
+}
+
+impl ObjectRef {
+    pub fn of(a: &ActualObject) -> ObjectRef {
+        ObjectRef {
+            name: a.name.clone(),
+            uid: a.uid.clone(),
+            resource_version: a.resource_version.clone(),
+            model: a.annotation(ANN_MODEL_NAME).map(String::from),
+            version: a.annotation(ANN_MODEL_VERSION).map(String::from),
+            selector: a
+                .annotation(ANN_STAGE)
+                .map(|s| Selector::Stage(s.to_string()))
+                .or_else(|| {
+                    a.annotation(ANN_ALIAS)
+                        .map(|s| Selector::Alias(s.to_string()))
+                }),
+        }
     }
+}
+
+/// What an object was before an update, for the reasons.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Before {
+    pub version: Option<String>,
+    pub model_uri: Option<String>,
+    pub spec_hash: Option<String>,
+    pub overlay_hash: Option<String>,
+    /// The target's setting fields, as [`field_values`] reads them.
+    pub fields: Vec<Option<String>>,
+}
+
+impl Before {
+    fn of(a: &ActualObject, cfg: &DeployConfig) -> Before {
+        let whole = serde_json::json!({ "spec": a.spec });
+        Before {
+            version: a.annotation(ANN_MODEL_VERSION).map(String::from),
+            model_uri: a.annotation(ANN_MODEL_URI).map(String::from),
+            spec_hash: a.annotation(ANN_SPEC_HASH).map(String::from),
+            overlay_hash: a.annotation(ANN_OVERLAY_HASH).map(String::from),
+            fields: field_values(cfg.target, &whole),
+        }
+    }
+}
+
+/// What the cluster has for one entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Found {
+    /// No object of that name.
+    #[default]
+    Absent,
+    /// The object is as m2s would write it now.
+    InSync,
+    /// The object serves this version but differs from what m2s would write now.
+    Differs {
+        object: ObjectRef,
+        resolved: Resolved,
+        reasons: Vec<String>,
+    },
+    /// The object serves another version (or another model's): its location must be resolved.
+    Stale { object: ObjectRef, before: Before },
+    /// The object is there, but the entry cannot be rendered: the object stays as it is.
+    Held(String),
+}
+
+/// Compares listed objects with the registry's entries, one object at a time.
+pub struct Observer<'a> {
+    registry: &'a Registry,
+    cfg: &'a DeployConfig,
+    /// Per entry of the registry, in its order.
+    pub found: Vec<Found>,
+    /// Objects no entry wants (and no entry error holds).
+    pub unwanted: Vec<ObjectRef>,
+    pub managed: usize,
+}
+
+impl<'a> Observer<'a> {
+    pub fn new(registry: &'a Registry, cfg: &'a DeployConfig) -> Self {
+        Observer {
+            registry,
+            cfg,
+            found: vec![Found::Absent; registry.entries.len()],
+            unwanted: Vec::new(),
+            managed: 0,
+        }
+    }
+
+    /// Takes in one listed object of this instance.
+    pub fn observe(&mut self, a: &ActualObject) {
+        self.managed += 1;
+        let entries = &self.registry.entries;
+        let Ok(i) = entries.binary_search_by(|e| e.name.as_str().cmp(&a.name)) else {
+            if !self.registry.holds(&a.name) {
+                self.unwanted.push(ObjectRef::of(a));
+            }
+            return;
+        };
+        let entry = &entries[i];
+        self.found[i] = match recorded(entry, &a.annotations) {
+            None => Found::Stale {
+                object: ObjectRef::of(a),
+                before: Before::of(a, self.cfg),
+            },
+            Some(rec) => match render(entry, &rec.location, &rec.version_tags, self.cfg) {
+                Err(message) => Found::Held(message),
+                Ok(d) if in_sync(&d, a, self.cfg) => Found::InSync,
+                Ok(d) => {
+                    let before = Before::of(a, self.cfg);
+                    let mut reasons = reasons(&d, &before, self.cfg);
+                    if reasons.is_empty() {
+                        reasons.push("changed outside m2s; restoring".into());
+                    }
+                    Found::Differs {
+                        object: ObjectRef::of(a),
+                        resolved: Resolved {
+                            location: rec.location,
+                            version_tags: rec.version_tags,
+                        },
+                        reasons,
+                    }
+                }
+            },
+        };
+    }
+
+    /// The entries whose location must be read from MLflow: no object yet, or a stale one.
+    pub fn to_resolve(&self) -> Vec<usize> {
+        (0..self.found.len())
+            .filter(|&i| matches!(self.found[i], Found::Absent | Found::Stale { .. }))
+            .collect()
+    }
+}
+
+/// Whether every field of `want` is in `have` with the same value (objects may have more
+/// fields: the API server and the stack's webhooks add defaults; arrays match element-wise).
+pub fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| is_subset(v, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => want == have,
+    }
+}
+
+/// Whether the live object is as m2s would write it: m2s's annotations exactly, its labels and
+/// the overlay's annotations present, and the spec a superset (quantities by value).
+fn in_sync(d: &Desired, a: &ActualObject, cfg: &DeployConfig) -> bool {
+    let want = d.annotations();
+    let ours_now = a
+        .annotations
+        .iter()
+        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX));
+    let same_ours = ours_now.clone().count()
+        == want
+            .keys()
+            .filter(|k| k.starts_with(ANNOTATION_PREFIX))
+            .count()
+        && ours_now
+            .into_iter()
+            .all(|(k, v)| want.get(k).and_then(Value::as_str) == Some(v));
+    let present = |wanted: &Value, have: &BTreeMap<String, String>| {
+        wanted.as_object().is_some_and(|w| {
+            w.iter()
+                .all(|(k, v)| have.get(k).map(String::as_str) == v.as_str())
+        })
+    };
+    if !(same_ours
+        && present(&d.object["metadata"]["labels"], &a.labels)
+        && present(&d.object["metadata"]["annotations"], &a.annotations))
+    {
+        return false;
+    }
+    let whole = serde_json::json!({ "spec": a.spec });
+    let live = canonical_quantities(cfg.target, &whole);
+    let want = canonical_quantities(cfg.target, &d.object);
+    is_subset(
+        &want.as_ref().unwrap_or(&d.object)["spec"],
+        &live.as_ref().unwrap_or(&whole)["spec"],
+    )
+}
+
+/// Why an object must be updated to `d`: what changed, in words.
+fn reasons(d: &Desired, before: &Before, cfg: &DeployConfig) -> Vec<String> {
+    let ann = d.annotations();
+    let want = |k: &str| ann.get(k).and_then(Value::as_str);
+    let mut reasons = Vec::new();
+    let new_version = want(ANN_MODEL_VERSION);
+    if before.version.as_deref() != new_version {
+        reasons.push(format!(
+            "version {} → {}",
+            before.version.as_deref().unwrap_or("?"),
+            new_version.unwrap_or("?")
+        ));
+    } else if before.model_uri.as_deref() != want(ANN_MODEL_URI) {
+        reasons.push("model URI changed".to_string());
+    }
+    reasons.extend(field_changes(
+        cfg.target,
+        &before.fields,
+        &field_values(cfg.target, &d.object),
+    ));
+    if before.overlay_hash.as_deref() != want(ANN_OVERLAY_HASH) {
+        reasons.push("overlay changed".to_string());
+    }
+    if reasons.is_empty() && before.spec_hash.as_deref() != want(ANN_SPEC_HASH) {
+        reasons.push("configuration changed".to_string());
+    }
+    reasons
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -56,23 +278,56 @@ impl Action {
     }
 }
 
+/// One change. Create and update render their body again when applied (from `entry` and
+/// `resolved`), so a plan of thousands of objects never holds their bodies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub action: Action,
     pub name: String,
-    pub model: Option<String>,
-    pub version: Option<String>,
-    pub previous_version: Option<String>,
-    pub selector: Option<Selector>,
-    pub reason: String,
-    /// Body to apply (create and update), as compact JSON: a large cold sync holds thousands
-    /// of these at once, and a JSON tree of one takes about four times its text.
-    pub object: Option<String>,
-    /// The `modelUri` the body sets (create and update).
+    /// Index of the entry in the registry (create, update).
+    pub entry: Option<usize>,
+    /// The listed object (update, delete): preconditions and what it served.
+    pub object: Option<ObjectRef>,
+    pub resolved: Option<Resolved>,
     pub model_uri: Option<String>,
-    /// Preconditions from the listed object (update and delete).
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
+    pub reason: Cow<'static, str>,
+}
+
+impl Change {
+    pub fn entry<'r>(&self, registry: &'r Registry) -> Option<&'r Entry> {
+        self.entry.map(|i| &registry.entries[i])
+    }
+    pub fn model<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.model.name),
+            None => self.object.as_ref()?.model.as_deref(),
+        }
+    }
+    pub fn version<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.version.version),
+            None => self.object.as_ref()?.version.as_deref(),
+        }
+    }
+    /// The version an update moves away from.
+    pub fn previous_version(&self) -> Option<&str> {
+        match self.action {
+            Action::Update => self.object.as_ref()?.version.as_deref(),
+            _ => None,
+        }
+    }
+    pub fn selector<'r>(&'r self, registry: &'r Registry) -> Option<&'r Selector> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.selector),
+            None => self.object.as_ref()?.selector.as_ref(),
+        }
+    }
+    pub fn uid(&self) -> Option<&str> {
+        self.object.as_ref()?.uid.as_deref()
+    }
+    pub fn resource_version(&self) -> Option<&str> {
+        self.object.as_ref()?.resource_version.as_deref()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -96,86 +351,124 @@ impl Plan {
     }
 }
 
-/// Whether every field of `want` is in `have` with the same value (objects may have more
-/// fields: the API server and Seldon's webhook add defaults; arrays must match element-wise).
-pub fn is_subset(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Object(w), Value::Object(h)) => w
-            .iter()
-            .all(|(k, v)| h.get(k).is_some_and(|hv| is_subset(v, hv))),
-        (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
+/// Plans every entry and unwanted object. `resolved` has, for each entry in
+/// [`Observer::to_resolve`]'s order, where its files are (or why that is unknown).
+pub fn compute(
+    registry: &Registry,
+    observer: Observer,
+    resolved: Vec<EntryResult<Resolved>>,
+    cfg: &DeployConfig,
+) -> Plan {
+    let mut plan = Plan {
+        errors: registry.errors.clone(),
+        managed: observer.managed,
+        ..Plan::default()
+    };
+    let mut resolved = resolved.into_iter();
+    for (i, found) in observer.found.into_iter().enumerate() {
+        let entry = &registry.entries[i];
+        let error = |message: String| EntryError::of(entry, message);
+        let change = |action, object, r: Resolved, uri, reason| Change {
+            action,
+            name: entry.name.clone(),
+            entry: Some(i),
+            object,
+            resolved: Some(r),
+            model_uri: Some(uri),
+            reason,
+        };
+        match found {
+            Found::InSync => plan.unchanged.push(entry.name.clone()),
+            Found::Held(message) => plan.errors.push(error(message)),
+            Found::Differs {
+                object,
+                resolved: r,
+                reasons,
+            } => {
+                let uri = crate::artifacts::model_uri(
+                    &r.location,
+                    cfg.storage_root.as_deref(),
+                    cfg.target,
+                )
+                .unwrap_or_default();
+                plan.changes.push(change(
+                    Action::Update,
+                    Some(object),
+                    r,
+                    uri,
+                    reasons.join(", ").into(),
+                ));
+            }
+            Found::Absent | Found::Stale { .. } => {
+                let r = match resolved
+                    .next()
+                    .expect("one resolution per entry to resolve")
+                {
+                    Ok(r) => r,
+                    Err(message) => {
+                        plan.errors.push(error(message));
+                        continue;
+                    }
+                };
+                let d = match render(entry, &r.location, &r.version_tags, cfg) {
+                    Ok(d) => d,
+                    Err(message) => {
+                        plan.errors.push(error(message));
+                        continue;
+                    }
+                };
+                let uri = d.model_uri.clone();
+                plan.changes.push(match found {
+                    Found::Stale { object, before } => {
+                        let mut why = reasons(&d, &before, cfg);
+                        if why.is_empty() {
+                            why.push("changed outside m2s; restoring".into());
+                        }
+                        change(Action::Update, Some(object), r, uri, why.join(", ").into())
+                    }
+                    _ => change(
+                        Action::Create,
+                        None,
+                        r,
+                        uri,
+                        Cow::Borrowed("new deployment"),
+                    ),
+                });
+            }
         }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        _ => want == have,
     }
+    for object in observer.unwanted {
+        plan.changes.push(Change {
+            action: Action::Delete,
+            name: object.name.clone(),
+            entry: None,
+            reason: delete_reason(&object, cfg, registry).into(),
+            object: Some(object),
+            resolved: None,
+            model_uri: None,
+        });
+    }
+    plan.changes
+        .sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
+    plan.errors
+        .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
+    plan
 }
 
-fn update_reasons(d: &Desired, a: &ActualObject) -> Option<Vec<String>> {
-    let ann = d.annotations();
-    let want = |k: &str| ann.get(k).and_then(Value::as_str);
-    let ours_now: BTreeMap<&str, &str> = a
-        .annotations
-        .iter()
-        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let ours_wanted: BTreeMap<&str, &str> = ann
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-        .collect();
-    let labels_ok = d.object["metadata"]["labels"].as_object().is_some_and(|l| {
-        l.iter()
-            .all(|(k, v)| a.labels.get(k).map(String::as_str) == v.as_str())
-    });
-    let spec_ok = is_subset(&d.object["spec"], &a.spec);
-    if ours_now == ours_wanted && labels_ok && spec_ok {
-        return None;
-    }
-    let mut reasons = Vec::new();
-    let (old_v, new_v) = (a.annotation(ANN_MODEL_VERSION), want(ANN_MODEL_VERSION));
-    if old_v != new_v {
-        reasons.push(format!(
-            "version {} → {}",
-            old_v.unwrap_or("?"),
-            new_v.unwrap_or("?")
-        ));
-    } else if a.annotation(ANN_MODEL_URI) != want(ANN_MODEL_URI) {
-        reasons.push("model URI changed".to_string());
-    }
-    let (old_img, new_img) = (spec_image(&a.spec), spec_image(&d.object["spec"]));
-    if old_img != new_img {
-        reasons.push(format!(
-            "image {} → {}",
-            old_img.unwrap_or("(Seldon default)"),
-            new_img.unwrap_or("(Seldon default)")
-        ));
-    }
-    if reasons.is_empty() {
-        if a.annotation(ANN_SPEC_HASH) == want(ANN_SPEC_HASH) {
-            reasons.push("changed outside m2s; restoring".to_string());
-        } else {
-            reasons.push("configuration changed".to_string());
-        }
-    }
-    Some(reasons)
-}
-
-fn delete_reason(a: &ActualObject, cfg: &DeployConfig, registry_models: &BTreeSet<&str>) -> String {
-    let model = a.annotation(ANN_MODEL_NAME);
-    match (model, a.selector()) {
-        (Some(m), _) if !registry_models.contains(m) => {
+fn delete_reason(o: &ObjectRef, cfg: &DeployConfig, registry: &Registry) -> String {
+    match (o.model.as_deref(), &o.selector) {
+        (Some(m), _) if !registry.has_model(m) => {
             format!("registered model {m:?} is gone from the registry (deleted, or outside the model filter)")
         }
         (Some(m), Some(Selector::Stage(s))) => {
-            if cfg.stages.iter().any(|c| c == &s) {
+            if cfg.stages.iter().any(|c| c == s) {
                 format!("model {m:?} has no version in stage {s} any more")
             } else {
                 format!("stage {s} is no longer deployed (M2S_STAGES)")
             }
         }
         (Some(m), Some(Selector::Alias(al))) => {
-            if cfg.aliases.includes(&al) {
+            if cfg.aliases.includes(al) {
                 format!("alias {al:?} was removed from model {m:?}")
             } else {
                 format!("alias {al:?} is no longer deployed (M2S_ALIASES)")
@@ -185,101 +478,51 @@ fn delete_reason(a: &ActualObject, cfg: &DeployConfig, registry_models: &BTreeSe
     }
 }
 
-/// Compares what should exist with what does. Objects whose entry has an error are left alone.
-pub fn compute(
-    desired: &[Desired],
-    errors: Vec<EntryError>,
-    actual: &[ActualObject],
-    cfg: &DeployConfig,
-    registry_models: &BTreeSet<&str>,
-) -> Plan {
-    let by_name: BTreeMap<&str, &ActualObject> =
-        actual.iter().map(|a| (a.name.as_str(), a)).collect();
-    let held: HashSet<&str> = errors.iter().map(|e| e.name.as_str()).collect();
-    let mut changes = Vec::new();
-    let mut unchanged = Vec::new();
-    for d in desired {
-        let e = &d.entry;
-        let base = Change {
-            action: Action::Create,
-            name: e.name.clone(),
-            model: Some(e.model.clone()),
-            version: Some(e.version.version.clone()),
-            previous_version: None,
-            selector: Some(e.selector.clone()),
-            reason: String::new(),
-            object: Some(d.object.to_string()),
-            model_uri: Some(d.model_uri.clone()),
-            uid: None,
-            resource_version: None,
-        };
-        match by_name.get(e.name.as_str()) {
-            None => changes.push(Change {
-                reason: "new deployment".into(),
-                ..base
-            }),
-            Some(a) => match update_reasons(d, a) {
-                None => unchanged.push(e.name.clone()),
-                Some(reasons) => changes.push(Change {
-                    action: Action::Update,
-                    previous_version: a.annotation(ANN_MODEL_VERSION).map(String::from),
-                    reason: reasons.join(", "),
-                    uid: a.uid.clone(),
-                    resource_version: a.resource_version.clone(),
-                    ..base
-                }),
-            },
-        }
-    }
-    let wanted: HashSet<&str> = desired.iter().map(|d| d.entry.name.as_str()).collect();
-    for a in actual {
-        if wanted.contains(a.name.as_str()) || held.contains(a.name.as_str()) {
-            continue;
-        }
-        changes.push(Change {
-            action: Action::Delete,
-            name: a.name.clone(),
-            model: a.annotation(ANN_MODEL_NAME).map(String::from),
-            version: a.annotation(ANN_MODEL_VERSION).map(String::from),
-            previous_version: None,
-            selector: a.selector(),
-            reason: delete_reason(a, cfg, registry_models),
-            object: None,
-            model_uri: None,
-            uid: a.uid.clone(),
-            resource_version: a.resource_version.clone(),
-        });
-    }
-    changes.sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
-    unchanged.sort();
-    Plan {
-        changes,
-        unchanged,
-        errors,
-        managed: actual.len(),
-    }
-}
-
 /// Refuses plans that delete everything m2s manages (an empty or unreadable registry looks
-/// the same) or more than `max_deletes` objects.
+/// the same) or more than `max_deletes` objects. The refusal says what the registry does ask
+/// for: after a rename it asks for other objects, not for none.
 pub fn check_deletion_guard(
     plan: &Plan,
-    namespace: &str,
+    cfg: &DeployConfig,
     allow_delete_all: bool,
     max_deletes: Option<usize>,
 ) -> Result<()> {
     let deletes = plan.count(Action::Delete);
+    let namespace = &cfg.namespace;
+    let resource = cfg.target.resource();
     if plan.managed > 0 && deletes == plan.managed && !allow_delete_all {
+        let wanted: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Create)
+            .map(|c| c.name.as_str())
+            .chain(plan.errors.iter().map(|e| e.name.as_str()))
+            .collect();
+        let asks = if wanted.is_empty() {
+            "the registry asks for none of them and for nothing else, which is also what an empty or wrongly filtered registry looks like".to_string()
+        } else {
+            format!(
+                "the registry asks for none of them but for {} other{} ({}), which is also what a renamed model or a wrongly filtered registry looks like",
+                wanted.len(),
+                if wanted.len() == 1 { "" } else { "s" },
+                first_names(wanted.iter().copied(), wanted.len(), 3)
+            )
+        };
+        let all = if deletes == 1 {
+            format!("the only {} m2s manages", resource.kind)
+        } else {
+            format!("all {} m2s manages", resource.count(deletes))
+        };
         bail!(
-            "refusing to delete all {deletes} SeldonDeployments m2s manages in namespace {namespace:?}: \
-             the registry asks for none of them, which is also what an empty or wrongly filtered registry looks like; \
+            "refusing to delete {all} in namespace {namespace:?}: {asks}; \
              run with --allow-delete-all (M2S_ALLOW_DELETE_ALL=true) if this is intended"
         );
     }
     if let Some(max) = max_deletes {
         if deletes > max {
             bail!(
-                "refusing to delete {deletes} SeldonDeployments in namespace {namespace:?}: more than --max-deletes {max}"
+                "refusing to delete {} in namespace {namespace:?}: more than --max-deletes {max}",
+                resource.count(deletes)
             );
         }
     }
@@ -287,252 +530,5 @@ pub fn check_deletion_guard(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::artifacts::ArtifactLocation;
-    use crate::config::AliasSelection;
-    use crate::desired::{entries, render};
-    use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot};
-    use serde_json::json;
-
-    fn cfg() -> DeployConfig {
-        DeployConfig {
-            storage_root: Some("s3://bucket/mlruns".into()),
-            aliases: AliasSelection::Listed(vec!["champion".into()]),
-            ..DeployConfig::new("models", "http://mlflow:5000")
-        }
-    }
-
-    fn snapshot(models: &[(&str, &str, &str)]) -> RegistrySnapshot {
-        RegistrySnapshot {
-            models: models
-                .iter()
-                .map(|(name, version, stage)| RegisteredModel {
-                    name: name.to_string(),
-                    creation_timestamp: Some(1),
-                    latest_versions: vec![ModelVersion {
-                        name: name.to_string(),
-                        version: version.to_string(),
-                        current_stage: Some(stage.to_string()),
-                        source: Some(format!("runs:/r{version}/model")),
-                        run_id: Some(format!("r{version}")),
-                        status: Some("READY".into()),
-                    }],
-                    ..RegisteredModel::default()
-                })
-                .collect(),
-        }
-    }
-
-    fn desired(snap: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Desired>, Vec<EntryError>) {
-        let (entries, errors) = entries(snap, cfg);
-        let d = entries
-            .iter()
-            .map(|e| {
-                let loc = ArtifactLocation {
-                    uri: format!("/m/1/r{}/artifacts/model", e.version.version),
-                    experiment_id: Some("1".into()),
-                    run_id: Some(format!("r{}", e.version.version)),
-                };
-                render(e, &loc, cfg).unwrap()
-            })
-            .collect();
-        (d, errors)
-    }
-
-    /// What the API server gives back for an applied object (plus server-side fields).
-    fn as_applied(d: &Desired) -> ActualObject {
-        let o = &d.object;
-        let map = |v: &Value| -> BTreeMap<String, String> {
-            v.as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect()
-        };
-        let mut spec = o["spec"].clone();
-        spec["predictors"][0]["graph"]["type"] = json!("MODEL"); // a webhook default
-        let mut labels = map(&o["metadata"]["labels"]);
-        labels.insert("added-by-someone".into(), "x".into());
-        ActualObject {
-            name: o["metadata"]["name"].as_str().unwrap().to_string(),
-            uid: Some(format!("uid-{}", o["metadata"]["name"])),
-            resource_version: Some("7".into()),
-            labels,
-            annotations: map(&o["metadata"]["annotations"]),
-            spec,
-        }
-    }
-
-    fn names(plan: &Plan, action: Action) -> Vec<&str> {
-        plan.changes
-            .iter()
-            .filter(|c| c.action == action)
-            .map(|c| c.name.as_str())
-            .collect()
-    }
-
-    fn models(snap: &RegistrySnapshot) -> BTreeSet<&str> {
-        snap.models.iter().map(|m| m.name.as_str()).collect()
-    }
-
-    #[test]
-    fn empty_cluster_creates_everything() {
-        let snap = snapshot(&[("iris", "3", "Production"), ("fraud", "1", "Staging")]);
-        let (d, e) = desired(&snap, &cfg());
-        let plan = compute(&d, e, &[], &cfg(), &models(&snap));
-        assert_eq!(
-            names(&plan, Action::Create),
-            ["fraud-staging", "iris-production"]
-        );
-        assert_eq!(plan.changes[0].reason, "new deployment");
-        assert!(plan.unchanged.is_empty());
-    }
-
-    #[test]
-    fn applied_state_plans_nothing() {
-        let snap = snapshot(&[("iris", "3", "Production"), ("fraud", "1", "Staging")]);
-        let (d, e) = desired(&snap, &cfg());
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        let plan = compute(&d, e, &actual, &cfg(), &models(&snap));
-        assert!(plan.is_empty(), "{:?}", plan.changes);
-        assert_eq!(plan.unchanged, ["fraud-staging", "iris-production"]);
-    }
-
-    #[test]
-    fn version_move_is_an_update_with_preconditions() {
-        let before = snapshot(&[("iris", "3", "Production")]);
-        let (d, _) = desired(&before, &cfg());
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        let after = snapshot(&[("iris", "4", "Production")]);
-        let (d2, e2) = desired(&after, &cfg());
-        let plan = compute(&d2, e2, &actual, &cfg(), &models(&after));
-        assert_eq!(plan.changes.len(), 1);
-        let c = &plan.changes[0];
-        assert_eq!(
-            (c.action, c.reason.as_str()),
-            (Action::Update, "version 3 → 4")
-        );
-        assert_eq!(c.previous_version.as_deref(), Some("3"));
-        assert_eq!(c.uid.as_deref(), Some("uid-\"iris-production\""));
-        assert_eq!(c.resource_version.as_deref(), Some("7"));
-    }
-
-    #[test]
-    fn removed_field_and_drift_are_updates() {
-        let snap = snapshot(&[("iris", "3", "Production")]);
-        let mut with_secret = cfg();
-        with_secret.registry_secret = Some("regcred".into());
-        let (d, _) = desired(&snap, &with_secret);
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        // The secret is unset: the object still has it, a subset check alone would miss it.
-        let (d2, e2) = desired(&snap, &cfg());
-        let plan = compute(&d2, e2, &actual, &cfg(), &models(&snap));
-        assert_eq!(plan.changes[0].reason, "configuration changed");
-        // Someone edits the model URI by hand.
-        let (d3, e3) = desired(&snap, &cfg());
-        let mut edited: Vec<_> = d3.iter().map(as_applied).collect();
-        edited[0].spec["predictors"][0]["graph"]["modelUri"] = json!("s3://elsewhere");
-        let plan = compute(&d3, e3, &edited, &cfg(), &models(&snap));
-        assert_eq!(plan.changes[0].reason, "changed outside m2s; restoring");
-    }
-
-    #[test]
-    fn image_change_is_named() {
-        let snap = snapshot(&[("iris", "3", "Production")]);
-        let (d, _) = desired(&snap, &cfg());
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        let mut c2 = cfg();
-        c2.default_image = Some("x/server:2".into());
-        let (d2, e2) = desired(&snap, &c2);
-        let plan = compute(&d2, e2, &actual, &c2, &models(&snap));
-        assert_eq!(
-            plan.changes[0].reason,
-            "image (Seldon default) → x/server:2"
-        );
-    }
-
-    #[test]
-    fn deletes_say_why_and_errors_hold_objects() {
-        let before = snapshot(&[
-            ("iris", "3", "Production"),
-            ("gone", "1", "Production"),
-            ("bad", "1", "Staging"),
-        ]);
-        let (d, _) = desired(&before, &cfg());
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        let mut after = snapshot(&[("iris", "3", "Staging"), ("bad", "2", "Staging")]);
-        after.models[1].tags = vec![crate::mlflow::Tag {
-            key: "deployment-image".into(),
-            value: "NOT VALID".into(),
-        }];
-        let (d2, e2) = desired(&after, &cfg());
-        assert_eq!(e2.len(), 1);
-        let plan = compute(&d2, e2, &actual, &cfg(), &models(&after));
-        assert_eq!(names(&plan, Action::Create), ["iris-staging"]);
-        assert_eq!(
-            names(&plan, Action::Delete),
-            ["gone-production", "iris-production"]
-        );
-        let reasons: Vec<_> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Delete)
-            .map(|c| c.reason.as_str())
-            .collect();
-        assert!(reasons[0].contains("gone from the registry"), "{reasons:?}");
-        assert_eq!(
-            reasons[1],
-            "model \"iris\" has no version in stage Production any more"
-        );
-        // bad-staging has an error: neither updated nor deleted.
-        assert!(plan.changes.iter().all(|c| c.name != "bad-staging"));
-        assert_eq!(plan.errors[0].name, "bad-staging");
-    }
-
-    #[test]
-    fn deletion_guard() {
-        let snap = snapshot(&[("a", "1", "Production"), ("b", "1", "Production")]);
-        let (d, _) = desired(&snap, &cfg());
-        let actual: Vec<_> = d.iter().map(as_applied).collect();
-        let empty = RegistrySnapshot::default();
-        let plan = compute(&[], vec![], &actual, &cfg(), &models(&empty));
-        assert_eq!(plan.count(Action::Delete), 2);
-        let err = check_deletion_guard(&plan, "models", false, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--allow-delete-all") && err.contains("all 2"),
-            "{err}"
-        );
-        check_deletion_guard(&plan, "models", true, None).unwrap();
-        assert!(check_deletion_guard(&plan, "models", true, Some(1)).is_err());
-        check_deletion_guard(&plan, "models", true, Some(2)).unwrap();
-        // Nothing managed yet and nothing wanted: fine.
-        check_deletion_guard(
-            &compute(&[], vec![], &[], &cfg(), &models(&empty)),
-            "models",
-            false,
-            None,
-        )
-        .unwrap();
-        // Deleting one of two is not "all".
-        let one = snapshot(&[("a", "1", "Production")]);
-        let (d1, e1) = desired(&one, &cfg());
-        check_deletion_guard(
-            &compute(&d1, e1, &actual, &cfg(), &models(&one)),
-            "models",
-            false,
-            None,
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn subset_semantics() {
-        assert!(is_subset(&json!({"a": 1}), &json!({"a": 1.0, "b": 2})));
-        assert!(!is_subset(&json!({"a": [1, 2]}), &json!({"a": [1]})));
-        assert!(!is_subset(&json!({"a": {"b": 1}}), &json!({"a": {}})));
-        assert!(is_subset(&json!([{"x": 1}]), &json!([{"x": 1, "y": 2}])));
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

@@ -52,7 +52,23 @@ fn config_errors_name_the_setting_and_touch_nothing() {
     );
     let (code, _, err) = m2s(&["--mlflow-host", "http://127.0.0.1:9", "plan"]);
     assert_eq!(code, 1);
-    assert!(err.contains("M2S_SELDON_DEPLOYMENT_NS"), "{err}");
+    assert!(err.contains("no namespace: set M2S_NAMESPACE"), "{err}");
+    let (code, _, err) = m2s(&[
+        "--mlflow-host",
+        "http://127.0.0.1:9",
+        "--namespace",
+        "ns",
+        "--target",
+        "seldon-v2",
+        "--default-image",
+        "x/server:1",
+        "plan",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("M2S_SELDON_DEF_IMAGE has no counterpart on target seldon-v2 (Model)"),
+        "{err}"
+    );
     let (code, _, err) = m2s(&[
         "--mlflow-host",
         "http://127.0.0.1:9",

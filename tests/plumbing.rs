@@ -57,8 +57,11 @@ fn seldon_deployments_through_kube_with_label_selector_and_schema() {
         let client = m2s::k8s::client(Some(&sb.kubeconfig), std::time::Duration::from_secs(20))
             .await
             .unwrap();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client, &ns, &m2s::k8s::seldon_resource());
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client,
+            &ns,
+            &m2s::k8s::api_resource(&m2s::targets::TARGETS[0].resource()),
+        );
         for (name, labels) in [
             ("mine", json!({"app.kubernetes.io/managed-by": "m2s"})),
             ("other", json!({})),

@@ -8,11 +8,14 @@
 
 use std::collections::BTreeSet;
 
+use m2s::artifacts::ArtifactLocation;
 use m2s::config::{AliasSelection, DeployConfig};
-use m2s::desired::entries;
+use m2s::desired::{entries, render};
 use m2s::image::validate_image_reference;
 use m2s::mlflow::{parse_search_page, AliasRef, ModelVersion, RegisteredModel, RegistrySnapshot};
 use m2s::naming::{deployment_name, is_dns1123_label, MAX_NAME_LEN};
+use m2s::quantity::Quantity;
+use m2s::targets::TARGETS;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -94,6 +97,7 @@ fn registry() -> impl Strategy<Value = RegistrySnapshot> {
                         source: Some(format!("runs:/r{i}/model")),
                         run_id: Some(format!("r{i}")),
                         status: Some("READY".into()),
+                        tags: vec![],
                     })
                     .collect(),
                 aliases: aliases
@@ -201,6 +205,115 @@ proptest! {
         if validate_image_reference(&image).is_ok() {
             prop_assert!(!image.is_empty() && image.len() <= 255);
             prop_assert!(!image.chars().any(char::is_whitespace));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names against every target's admission rules; quantities
+// ---------------------------------------------------------------------------------------------
+
+/// Renders the one entry of `model` for `selector` on every target: the render runs the
+/// target's admission rules (name format, host-label length, storage URI), so it succeeds only
+/// if the generated name passes them.
+fn renders_on_every_target(model: &str, selector: &str) {
+    for target in TARGETS {
+        let cfg = DeployConfig {
+            storage_root: Some("s3://bucket/mlruns".into()),
+            aliases: AliasSelection::All,
+            stages: vec![],
+            ..DeployConfig::new("ns", "http://mlflow:5000").with_target(target.id())
+        };
+        let snapshot = RegistrySnapshot {
+            models: vec![RegisteredModel {
+                name: model.to_string(),
+                latest_versions: vec![ModelVersion {
+                    name: model.to_string(),
+                    version: "1".into(),
+                    source: Some("runs:/r1/model".into()),
+                    ..ModelVersion::default()
+                }],
+                aliases: vec![AliasRef {
+                    alias: selector.to_string(),
+                    version: "1".into(),
+                }],
+                ..RegisteredModel::default()
+            }],
+        };
+        let (wanted, errors) = entries(&snapshot, &cfg);
+        assert!(errors.is_empty(), "{errors:?}");
+        let location = ArtifactLocation {
+            uri: "/srv/mlruns/1/r1/artifacts/model".into(),
+            experiment_id: Some("1".into()),
+            run_id: Some("r1".into()),
+        };
+        let rendered = render(&wanted[0], &location, &[], &cfg);
+        assert!(
+            rendered.is_ok(),
+            "{}: {model:?}/{selector:?} → {:?}: {rendered:?}",
+            target.id(),
+            wanted[0].name
+        );
+        assert_valid_name(&wanted[0].name);
+    }
+}
+
+fn quantity_text() -> impl Strategy<Value = String> {
+    (
+        0u64..5_000_000,
+        prop_oneof![
+            Just(""),
+            Just("m"),
+            Just("k"),
+            Just("M"),
+            Just("G"),
+            Just("Ki"),
+            Just("Mi"),
+            Just("Gi"),
+            Just("Ti"),
+            Just("e3"),
+            Just("e-3"),
+        ],
+    )
+        .prop_map(|(n, suffix)| format!("{n}{suffix}"))
+}
+
+proptest! {
+    #[test]
+    fn every_generated_name_passes_every_targets_rules(
+        model in any_name().prop_filter("MLflow names are not empty", |n| !n.trim().is_empty()),
+        selector in prop_oneof![alias(), "[0-9][a-z0-9]{0,6}"],
+    ) {
+        renders_on_every_target(&model, &selector);
+    }
+
+    #[test]
+    fn quantity_spelling_roundtrips_by_value(text in quantity_text()) {
+        let q = Quantity::parse(&text).unwrap();
+        let canonical = q.to_string();
+        let again = Quantity::parse(&canonical).unwrap();
+        prop_assert!(q.same_value(&again), "{text} → {canonical}");
+        prop_assert_eq!(again.to_string(), canonical.clone(), "canonical spelling is stable");
+        prop_assert_eq!(q.value_key(), again.value_key());
+    }
+
+    #[test]
+    fn binary_and_decimal_spellings_of_one_value_compare_equal(n in 0u64..1_000_000) {
+        let ki = Quantity::parse(&format!("{}Ki", n * 1024)).unwrap();
+        let mi = Quantity::parse(&format!("{n}Mi")).unwrap();
+        prop_assert!(ki.same_value(&mi));
+        let milli = Quantity::parse(&format!("{}m", n * 1000)).unwrap();
+        let plain = Quantity::parse(&n.to_string()).unwrap();
+        prop_assert!(milli.same_value(&plain));
+        prop_assert_eq!(milli.value_key(), plain.value_key());
+        let other = Quantity::parse(&format!("{}m", n * 1000 + 1)).unwrap();
+        prop_assert!(!other.same_value(&plain));
+    }
+
+    #[test]
+    fn quantity_parser_never_panics(text in prop_oneof![".{0,40}", "[0-9.+eEkKMGTPi-]{0,30}"]) {
+        if let Ok(q) = Quantity::parse(&text) {
+            prop_assert!(Quantity::parse(&q.to_string()).is_ok());
         }
     }
 }

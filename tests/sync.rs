@@ -244,7 +244,7 @@ fn leaves_foreign_objects_alone() {
         r.stdout
     );
     assert!(
-        r.stderr.contains("1 registry entries cannot be deployed"),
+        r.stderr.contains("1 registry entry cannot be deployed"),
         "{}",
         r.stderr
     );
@@ -471,7 +471,7 @@ fn artifact_locations_resolve_and_rebase() {
         1,
     );
     assert!(
-        r.stdout.contains("cannot be fetched by Seldon"),
+        r.stdout.contains("cannot be fetched by a SeldonDeployment"),
         "{}",
         r.stdout
     );

@@ -107,14 +107,12 @@ impl Sandbox {
 
     /// SeldonDeployments in `ns` by name (all of them, managed or not).
     pub fn seldon_deployments(&self, ns: &str) -> BTreeMap<String, Value> {
-        let out = self.kubectl_ok(&[
-            "-n",
-            ns,
-            "get",
-            "seldondeployments.machinelearning.seldon.io",
-            "-o",
-            "json",
-        ]);
+        self.objects(ns, "seldon-v1")
+    }
+
+    /// The objects of `target`'s kind in `ns` by name (all of them, managed or not).
+    pub fn objects(&self, ns: &str, target: &str) -> BTreeMap<String, Value> {
+        let out = self.kubectl_ok(&["-n", ns, "get", &resource_of(target), "-o", "json"]);
         let list: Value = serde_json::from_str(&out).unwrap();
         list["items"]
             .as_array()
@@ -131,7 +129,12 @@ impl Sandbox {
 
     /// name → resourceVersion, to prove that nothing was written.
     pub fn resource_versions(&self, ns: &str) -> BTreeMap<String, String> {
-        self.seldon_deployments(ns)
+        self.resource_versions_of(ns, "seldon-v1")
+    }
+
+    /// name → resourceVersion of `target`'s objects.
+    pub fn resource_versions_of(&self, ns: &str, target: &str) -> BTreeMap<String, String> {
+        self.objects(ns, target)
             .into_iter()
             .map(|(k, v)| {
                 (
@@ -169,6 +172,27 @@ impl Sandbox {
             .env("M2S_MODEL_FILTER", format!("name LIKE '{prefix}%'"))
             .env("M2S_REQUEST_TIMEOUT", "10")
             .env("M2S_RUN_TIMEOUT", "120");
+        cmd
+    }
+}
+
+/// `plural.group` of a target's resource, as kubectl takes it.
+pub fn resource_of(target: &str) -> String {
+    m2s::targets::by_id(target)
+        .unwrap_or_else(|| panic!("unknown target {target}"))
+        .resource()
+        .qualified_plural()
+}
+
+impl Sandbox {
+    /// m2s for `target` (through the target-neutral variables), with a storage root every
+    /// target fetches from.
+    pub fn m2s_target(&self, ns: &str, prefix: &str, target: &str) -> Command {
+        let mut cmd = self.m2s(ns, prefix);
+        cmd.env_remove("M2S_SELDON_DEPLOYMENT_NS")
+            .env("M2S_NAMESPACE", ns)
+            .env("M2S_TARGET", target)
+            .env("M2S_MLFLOW_STORAGE_ROOT", "s3://mlflow/mlruns");
         cmd
     }
 }

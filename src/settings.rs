@@ -1,0 +1,212 @@
+//! Per-model serving settings from MLflow tags (`m2s.replicas`, `m2s.memory`, …): the
+//! registered model's tag, overridden by the same tag on the version being deployed. Pure.
+
+use crate::mlflow::Tag;
+use crate::quantity::Quantity;
+
+pub const TAG_REPLICAS: &str = "m2s.replicas";
+pub const TAG_MIN_REPLICAS: &str = "m2s.min-replicas";
+pub const TAG_MAX_REPLICAS: &str = "m2s.max-replicas";
+pub const TAG_CPU: &str = "m2s.cpu";
+pub const TAG_MEMORY: &str = "m2s.memory";
+pub const TAG_GPU: &str = "m2s.gpu";
+/// Every settings tag, in the order the README documents them.
+pub const SETTING_TAGS: [&str; 6] = [
+    TAG_REPLICAS,
+    TAG_CPU,
+    TAG_MEMORY,
+    TAG_GPU,
+    TAG_MIN_REPLICAS,
+    TAG_MAX_REPLICAS,
+];
+/// Kubernetes keeps replica counts in an int32.
+const MAX_REPLICAS: u32 = i32::MAX as u32;
+
+/// The serving settings of one deployment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServingSettings {
+    pub replicas: Option<u32>,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// CPU request.
+    pub cpu: Option<Quantity>,
+    /// Memory request and limit.
+    pub memory: Option<Quantity>,
+    /// `nvidia.com/gpu` limit (a whole number).
+    pub gpu: Option<Quantity>,
+}
+
+/// Whether `key` is one of m2s's settings tags, or looks like one (`m2s.<word>`): a mistyped
+/// setting must be an error, not silently ignored. Keys with more dots (`m2s.<ns>.<name>.state`,
+/// written back by m2s itself) are not settings.
+pub fn is_setting_key(key: &str) -> bool {
+    key.strip_prefix("m2s.")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('.'))
+}
+
+/// The m2s settings tags among `tags` (kept on entries; other tags are not needed).
+pub fn setting_tags(tags: &[Tag]) -> Vec<Tag> {
+    tags.iter()
+        .filter(|t| is_setting_key(&t.key))
+        .cloned()
+        .collect()
+}
+
+/// Reads the settings of `model` from its registered-model tags and the deployed version's
+/// tags (the version wins). A bad value is an error naming the tag, where it is set, the model
+/// and the value.
+pub fn from_tags(
+    model: &str,
+    version: &str,
+    model_tags: &[Tag],
+    version_tags: &[Tag],
+) -> Result<ServingSettings, String> {
+    let mut s = ServingSettings::default();
+    for (tags, on) in [
+        (model_tags, format!("registered model {model:?}")),
+        (
+            version_tags,
+            format!("version {version} of model {model:?}"),
+        ),
+    ] {
+        for tag in tags.iter().filter(|t| is_setting_key(&t.key)) {
+            let value = tag.value.trim();
+            let fail = |why: String| format!("tag {}={:?} on {on}: {why}", tag.key, tag.value);
+            match tag.key.as_str() {
+                TAG_REPLICAS => s.replicas = Some(replicas(value).map_err(fail)?),
+                TAG_MIN_REPLICAS => s.min_replicas = Some(replicas(value).map_err(fail)?),
+                TAG_MAX_REPLICAS => s.max_replicas = Some(replicas(value).map_err(fail)?),
+                TAG_CPU => s.cpu = Some(Quantity::parse(value).map_err(fail)?),
+                TAG_MEMORY => {
+                    let q = Quantity::parse(value).map_err(fail)?;
+                    if q.is_zero() {
+                        return Err(fail("memory must be more than 0".into()));
+                    }
+                    s.memory = Some(q);
+                }
+                TAG_GPU => {
+                    let q = Quantity::parse(value).map_err(fail)?;
+                    if !q.is_integer() {
+                        return Err(fail("GPUs are whole numbers".into()));
+                    }
+                    s.gpu = Some(q);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown tag {other:?} on {on} (m2s's tags: {})",
+                        SETTING_TAGS.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+    if let (Some(min), Some(max)) = (s.min_replicas, s.max_replicas) {
+        if max < min {
+            return Err(format!(
+                "{TAG_MAX_REPLICAS} ({max}) is below {TAG_MIN_REPLICAS} ({min}) for model {model:?}"
+            ));
+        }
+    }
+    if s.max_replicas == Some(0) {
+        return Err(format!(
+            "{TAG_MAX_REPLICAS}=0 for model {model:?}: at most zero replicas serves nothing; remove the stage or alias instead"
+        ));
+    }
+    Ok(s)
+}
+
+fn replicas(value: &str) -> Result<u32, String> {
+    match value.parse::<i64>() {
+        Ok(n) if (0..=i64::from(MAX_REPLICAS)).contains(&n) => Ok(n as u32),
+        Ok(_) => Err(format!("must be a whole number from 0 to {MAX_REPLICAS}")),
+        Err(_) => Err("must be a whole number ≥ 0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs
+            .iter()
+            .map(|(k, v)| Tag {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn version_tags_override_model_tags() {
+        let s = from_tags(
+            "iris",
+            "3",
+            &tags(&[("m2s.replicas", "2"), ("m2s.memory", "1Gi"), ("team", "x")]),
+            &tags(&[("m2s.memory", "2048Mi"), ("m2s.cpu", "0.5")]),
+        )
+        .unwrap();
+        assert_eq!(s.replicas, Some(2));
+        assert_eq!(s.memory.unwrap().to_string(), "2Gi");
+        assert_eq!(s.cpu.unwrap().to_string(), "500m");
+        assert!(s.gpu.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_tag_place_model_and_value() {
+        for (key, value, on_version, want) in [
+            (
+                "m2s.memory",
+                "lots",
+                false,
+                "tag m2s.memory=\"lots\" on registered model \"iris\"",
+            ),
+            (
+                "m2s.replicas",
+                "-1",
+                true,
+                "tag m2s.replicas=\"-1\" on version 3 of model \"iris\"",
+            ),
+            ("m2s.replicas", "two", false, "whole number"),
+            ("m2s.gpu", "0.5", false, "GPUs are whole numbers"),
+            ("m2s.memory", "0", false, "more than 0"),
+            ("m2s.cpus", "1", false, "unknown tag \"m2s.cpus\""),
+        ] {
+            let t = tags(&[(key, value)]);
+            let (m, v) = if on_version {
+                (&[][..], &t[..])
+            } else {
+                (&t[..], &[][..])
+            };
+            let err = from_tags("iris", "3", m, v).unwrap_err();
+            assert!(err.contains(want), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_below_min_is_an_error() {
+        let err = from_tags(
+            "iris",
+            "1",
+            &tags(&[("m2s.min-replicas", "3"), ("m2s.max-replicas", "2")]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("m2s.max-replicas (2) is below m2s.min-replicas (3)"),
+            "{err}"
+        );
+        assert!(from_tags("iris", "1", &tags(&[("m2s.max-replicas", "0")]), &[]).is_err());
+    }
+
+    #[test]
+    fn write_back_tags_are_not_settings() {
+        assert!(is_setting_key("m2s.replicas"));
+        assert!(is_setting_key("m2s.typo"));
+        assert!(!is_setting_key("m2s.models.iris-production.state"));
+        assert!(!is_setting_key("m2s."));
+        assert!(!is_setting_key("deployment-image"));
+        let s = from_tags("m", "1", &tags(&[("m2s.ns.obj.state", "Available")]), &[]).unwrap();
+        assert!(s.replicas.is_none());
+    }
+}

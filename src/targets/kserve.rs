@@ -1,0 +1,213 @@
+//! KServe `InferenceService` (`serving.kserve.io/v1beta1`): a predictor with
+//! `modelFormat: mlflow` and the open inference protocol v2, served by KServe's MLServer runtime
+//! (the shape of KServe's own MLflow guide).
+
+use serde_json::{json, Value};
+
+use super::{check_fetchable, condition, text, Field, Readiness, Resource, Setting, State, Target};
+use crate::naming;
+use crate::settings::ServingSettings;
+
+pub struct KServe;
+
+const FIELDS: &[Field] = &[
+    Field {
+        setting: Setting::Image,
+        pointer: "/spec/predictor/model/image",
+        label: "image",
+    },
+    Field {
+        setting: Setting::RegistrySecret,
+        pointer: "/spec/predictor/imagePullSecrets",
+        label: "image pull secret",
+    },
+    Field {
+        setting: Setting::ServiceAccount,
+        pointer: "/spec/predictor/serviceAccountName",
+        label: "service account",
+    },
+    // KServe has no fixed replica count: m2s.replicas pins both bounds.
+    Field {
+        setting: Setting::Replicas,
+        pointer: "/spec/predictor/minReplicas",
+        label: "min replicas",
+    },
+    Field {
+        setting: Setting::Replicas,
+        pointer: "/spec/predictor/maxReplicas",
+        label: "max replicas",
+    },
+    Field {
+        setting: Setting::MinReplicas,
+        pointer: "/spec/predictor/minReplicas",
+        label: "min replicas",
+    },
+    Field {
+        setting: Setting::MaxReplicas,
+        pointer: "/spec/predictor/maxReplicas",
+        label: "max replicas",
+    },
+    Field {
+        setting: Setting::Cpu,
+        pointer: "/spec/predictor/model/resources/requests/cpu",
+        label: "cpu request",
+    },
+    Field {
+        setting: Setting::Memory,
+        pointer: "/spec/predictor/model/resources/requests/memory",
+        label: "memory request",
+    },
+    Field {
+        setting: Setting::Memory,
+        pointer: "/spec/predictor/model/resources/limits/memory",
+        label: "memory limit",
+    },
+    Field {
+        setting: Setting::Gpu,
+        pointer: "/spec/predictor/model/resources/limits/nvidia.com~1gpu",
+        label: "gpu",
+    },
+];
+
+/// KServe v0.20.0 `IsvcNameFmt` (pkg/apis/serving/v1beta1/inference_service_validation.go).
+pub fn is_isvc_name(name: &str) -> bool {
+    naming::is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// With KServe's default ingress `domainTemplate` (`{{ .Name }}-{{ .Namespace }}.…`), the
+/// predictor's host label is `<name>-predictor-<namespace>`, and a DNS label has 63 characters.
+pub const HOST_LABEL_SUFFIX: &str = "-predictor-";
+
+/// KServe v0.20.0 `DefaultBlockedEnvVars` (pkg/validation/env_policy.go).
+const BLOCKED_ENV: &[&str] = &["PYTHONPATH"];
+
+impl Target for KServe {
+    fn id(&self) -> &'static str {
+        "kserve"
+    }
+
+    fn resource(&self) -> Resource {
+        Resource {
+            group: "serving.kserve.io",
+            version: "v1beta1",
+            kind: "InferenceService",
+            plural: "inferenceservices",
+        }
+    }
+
+    /// What KServe v0.20.0's controller accepts (`SupportedStorageURIPrefixList`,
+    /// pkg/controller/v1beta1/inferenceservice/utils/utils.go) and its storage initializer
+    /// fetches, less what an MLflow artifact never is (`file://`, `oci://`, `hf://`).
+    fn fetchable_schemes(&self) -> &'static [&'static str] {
+        &["s3", "gs", "pvc", "https", "http", "hdfs", "webhdfs"]
+    }
+
+    fn base_spec(&self, model_uri: &str) -> Value {
+        json!({
+            "predictor": {
+                "model": {
+                    "modelFormat": { "name": "mlflow" },
+                    "protocolVersion": "v2",
+                    "storageUri": model_uri,
+                },
+            },
+        })
+    }
+
+    fn base_pointers(&self) -> &'static [&'static str] {
+        &[
+            "/spec/predictor/model/modelFormat",
+            "/spec/predictor/model/protocolVersion",
+            "/spec/predictor/model/storageUri",
+        ]
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        FIELDS
+    }
+
+    fn default_image_label(&self) -> &'static str {
+        "(runtime default)"
+    }
+
+    fn finish(&self, _object: &mut Value, _settings: &ServingSettings) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A name that would not start with a letter gets m2s's hashed form behind `m2s-`.
+    fn object_name(&self, model: &str, selector: &str) -> String {
+        let name = naming::deployment_name(model, selector);
+        if is_isvc_name(&name) {
+            name
+        } else {
+            naming::prefixed_name("m2s", model, selector)
+        }
+    }
+
+    /// KServe v0.20.0 (commit 1fb78105), pkg/apis/serving/v1beta1/inference_service_validation.go
+    /// and component.go: the name format, min ≤ max replicas, no `predictor.model.name`;
+    /// utils.go: the storage URI prefixes; plus the host-label length of the default
+    /// ingress domain template.
+    fn admit(&self, name: &str, object: &Value) -> Result<(), String> {
+        if !is_isvc_name(name) {
+            return Err(format!(
+                "KServe refuses the name {name:?}: an InferenceService name must match ^[a-z]([-a-z0-9]*[a-z0-9])?$ (IsvcNameFmt, inference_service_validation.go, KServe v0.20.0)"
+            ));
+        }
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let host_label = name.len() + HOST_LABEL_SUFFIX.len() + namespace.len();
+        if host_label > 63 {
+            return Err(format!(
+                "KServe's predictor host label {name}{HOST_LABEL_SUFFIX}{namespace} would be {host_label} characters, more than a DNS label's 63 (KServe's default ingress domainTemplate); use a shorter namespace or model name"
+            ));
+        }
+        let predictor = &object["spec"]["predictor"];
+        if let (Some(min), Some(max)) = (
+            predictor["minReplicas"].as_i64(),
+            predictor["maxReplicas"].as_i64(),
+        ) {
+            if max != 0 && min > max {
+                return Err(format!("KServe refuses minReplicas {min} above maxReplicas {max} (component.go, KServe v0.20.0)"));
+            }
+        }
+        if predictor["model"].get("name").is_some() {
+            return Err("KServe refuses predictor.model.name in a standard predictor (inference_service_validation.go, KServe v0.20.0)".into());
+        }
+        let containers = predictor["containers"].as_array().into_iter().flatten();
+        for container in std::iter::once(&predictor["model"]).chain(containers) {
+            let blocked = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| BLOCKED_ENV.contains(&e["name"].as_str().unwrap_or_default()));
+            if blocked {
+                return Err(format!("KServe refuses the environment variables {} in a predictor container (DefaultBlockedEnvVars, pkg/validation/env_policy.go, KServe v0.20.0); remove them from the overlay", BLOCKED_ENV.join(", ")));
+            }
+        }
+        let uri = predictor["model"]["storageUri"]
+            .as_str()
+            .unwrap_or_default();
+        check_fetchable(self, uri, "KServe's storage initializer")
+    }
+
+    /// The `Ready` condition (KServe keeps it from PredictorReady and IngressReady).
+    fn readiness(&self, status: &Value) -> Readiness {
+        let Some(ready) = condition(status, "Ready") else {
+            return Readiness::pending();
+        };
+        let state = match ready["status"].as_str() {
+            Some("True") => State::Available,
+            Some("False") => State::Failed,
+            _ => State::Creating,
+        };
+        let message = match (text(&ready["reason"]), text(&ready["message"])) {
+            (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+            (r, m) => m.or(r),
+        };
+        Readiness {
+            state,
+            message,
+            url: text(&status["url"]),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! What differs per serving stack sits behind [`Target`]: the resource m2s manages, the object
+//! it renders for a model, where each setting lands, what the stack's admission webhooks would
+//! refuse, and how the object reports readiness. The engine (`mlflow → desired → plan → apply`)
+//! knows nothing else about a stack. A new target is one module and one line in [`TARGETS`].
+
+use std::fmt;
+
+use serde_json::{json, Value};
+
+use crate::config::DeployConfig;
+use crate::naming;
+use crate::quantity::Quantity;
+use crate::settings::ServingSettings;
+
+mod kserve;
+mod seldon_v1;
+mod seldon_v2;
+
+/// Every target m2s can manage; the first is the default.
+pub static TARGETS: &[&dyn Target] = &[&seldon_v1::SeldonV1, &kserve::KServe, &seldon_v2::SeldonV2];
+
+/// The target called `id` (`--target`).
+pub fn by_id(id: &str) -> Option<&'static dyn Target> {
+    TARGETS.iter().copied().find(|t| t.id() == id)
+}
+
+pub fn ids() -> Vec<&'static str> {
+    TARGETS.iter().map(|t| t.id()).collect()
+}
+
+/// The Kubernetes resource of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+    /// `plural.group`, as RBAC rules and `kubectl get` name it.
+    pub fn qualified_plural(&self) -> String {
+        format!("{}.{}", self.plural, self.group)
+    }
+    /// "1 SeldonDeployment", "2 InferenceServices".
+    pub fn count(&self, n: usize) -> String {
+        format!("{n} {}", self.kinds(n))
+    }
+    /// The kind, plural unless `n` is 1.
+    pub fn kinds(&self, n: usize) -> String {
+        if n == 1 {
+            self.kind.to_string()
+        } else {
+            format!("{}s", self.kind)
+        }
+    }
+}
+
+/// A setting m2s can put on an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Image,
+    RegistrySecret,
+    ModelSecret,
+    ServiceAccount,
+    Replicas,
+    MinReplicas,
+    MaxReplicas,
+    Cpu,
+    Memory,
+    Gpu,
+}
+
+impl Setting {
+    /// Settings whose values are Kubernetes quantities, compared by value.
+    pub fn is_quantity(self) -> bool {
+        matches!(self, Setting::Cpu | Setting::Memory | Setting::Gpu)
+    }
+}
+
+/// Where one setting lands: a JSON pointer into the object, and how plan reasons call it.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub setting: Setting,
+    pub pointer: &'static str,
+    pub label: &'static str,
+}
+
+/// Readiness as every target reports it, in m2s's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// No status yet: the stack's controller has not seen the object.
+    Pending,
+    Creating,
+    Available,
+    Failed,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Pending => "Pending",
+            State::Creating => "Creating",
+            State::Available => "Available",
+            State::Failed => "Failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub state: State,
+    pub message: Option<String>,
+    pub url: Option<String>,
+}
+
+impl Readiness {
+    pub fn pending() -> Readiness {
+        Readiness {
+            state: State::Pending,
+            message: None,
+            url: None,
+        }
+    }
+}
+
+/// What one serving stack needs. Implementations are unit structs in this module's children.
+pub trait Target: Sync {
+    /// The `--target` value.
+    fn id(&self) -> &'static str;
+    fn resource(&self) -> Resource;
+    /// URI schemes the stack's model fetcher reads (a location outside them is an entry error).
+    fn fetchable_schemes(&self) -> &'static [&'static str];
+    /// The object's `spec` with what every model gets: the fixed fields and the model URI.
+    fn base_spec(&self, model_uri: &str) -> Value;
+    /// Pointers of the fields [`base_spec`](Target::base_spec) writes; an overlay may not touch them.
+    fn base_pointers(&self) -> &'static [&'static str];
+    /// Where each setting lands; a setting without a field has no counterpart on this target.
+    fn fields(&self) -> &'static [Field];
+    /// What the reasons call an unset image ("(Seldon default)").
+    fn default_image_label(&self) -> &'static str;
+    /// Completes an object once its settings are set, or refuses a combination of settings the
+    /// stack cannot express.
+    fn finish(&self, _object: &mut Value, _settings: &ServingSettings) -> Result<(), String> {
+        Ok(())
+    }
+    /// The object name for a model served for a stage or alias.
+    fn object_name(&self, model: &str, selector: &str) -> String {
+        naming::deployment_name(model, selector)
+    }
+    /// The stack's admission rules for what m2s writes: an object that breaks one is an entry
+    /// error, never a write the cluster refuses.
+    fn admit(&self, name: &str, object: &Value) -> Result<(), String>;
+    /// Readiness from the object's `status` (`Value::Null` when it has none).
+    fn readiness(&self, status: &Value) -> Readiness;
+}
+
+impl fmt::Debug for dyn Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Where a setting's value comes from, for messages: a variable or a tag.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub setting: Setting,
+    pub name: &'static str,
+}
+
+/// The settings of one object with their values as JSON, in a fixed order.
+pub fn setting_values(
+    settings: &ServingSettings,
+    image: Option<&str>,
+    cfg: &DeployConfig,
+) -> Vec<(Setting, Value)> {
+    let mut out = Vec::new();
+    let mut put = |s: Setting, v: Option<Value>| {
+        if let Some(v) = v {
+            out.push((s, v));
+        }
+    };
+    let quantity = |q: Option<Quantity>| q.map(|q| json!(q.to_string()));
+    put(Setting::Image, image.map(|i| json!(i)));
+    put(
+        Setting::RegistrySecret,
+        cfg.registry_secret.as_ref().map(|s| json!([{ "name": s }])),
+    );
+    put(
+        Setting::ModelSecret,
+        cfg.model_secret.as_ref().map(|s| json!(s)),
+    );
+    put(
+        Setting::ServiceAccount,
+        cfg.service_account.as_ref().map(|s| json!(s)),
+    );
+    put(Setting::Replicas, settings.replicas.map(|r| json!(r)));
+    put(
+        Setting::MinReplicas,
+        settings.min_replicas.map(|r| json!(r)),
+    );
+    put(
+        Setting::MaxReplicas,
+        settings.max_replicas.map(|r| json!(r)),
+    );
+    put(Setting::Cpu, quantity(settings.cpu));
+    put(Setting::Memory, quantity(settings.memory));
+    put(Setting::Gpu, quantity(settings.gpu));
+    out
+}
+
+/// Writes each setting at its fields' pointers. A setting without a field, or two settings
+/// writing one field, is refused; `origin` names where a setting came from.
+pub fn apply_settings(
+    target: &dyn Target,
+    object: &mut Value,
+    values: &[(Setting, Value)],
+    origin: impl Fn(Setting) -> String,
+) -> Result<(), String> {
+    let mut written: Vec<(&'static str, Setting)> = Vec::new();
+    for (setting, value) in values {
+        let fields: Vec<&Field> = target
+            .fields()
+            .iter()
+            .filter(|f| f.setting == *setting)
+            .collect();
+        if fields.is_empty() {
+            return Err(format!(
+                "{} has no counterpart on target {} ({})",
+                origin(*setting),
+                target.id(),
+                target.resource().kind
+            ));
+        }
+        for f in fields {
+            if let Some((_, other)) = written.iter().find(|(p, _)| *p == f.pointer) {
+                return Err(format!(
+                    "{} and {} both set {} on target {}; use one of them",
+                    origin(*other),
+                    origin(*setting),
+                    f.label,
+                    target.id()
+                ));
+            }
+            written.push((f.pointer, *setting));
+            set_pointer(object, f.pointer, value.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `value` at a JSON pointer, creating objects and arrays on the way (an array index must
+/// be an existing element or the next one).
+pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let mut here = root;
+    for (i, token) in tokens.iter().enumerate() {
+        let last = i + 1 == tokens.len();
+        let next_is_index = tokens
+            .get(i + 1)
+            .is_some_and(|t| t.parse::<usize>().is_ok());
+        let empty = || if next_is_index { json!([]) } else { json!({}) };
+        here = match here {
+            Value::Object(map) => {
+                if last {
+                    map.insert(token.clone(), value);
+                    return Ok(());
+                }
+                map.entry(token.clone()).or_insert_with(empty)
+            }
+            Value::Array(items) => {
+                let index: usize = token
+                    .parse()
+                    .map_err(|_| format!("{pointer}: {token:?} is not an array index"))?;
+                if index == items.len() {
+                    items.push(if last { value.clone() } else { empty() });
+                } else if index > items.len() {
+                    return Err(format!("{pointer}: index {index} skips elements"));
+                }
+                if last {
+                    items[index] = value;
+                    return Ok(());
+                }
+                &mut items[index]
+            }
+            Value::Null => {
+                *here = if token.parse::<usize>().is_ok() {
+                    json!([])
+                } else {
+                    json!({})
+                };
+                return set_pointer_from(here, &tokens[i..], value, pointer);
+            }
+            _ => {
+                return Err(format!(
+                    "{pointer}: {token:?} is inside a value that is not an object"
+                ))
+            }
+        };
+    }
+    *here = value;
+    Ok(())
+}
+
+fn set_pointer_from(
+    here: &mut Value,
+    tokens: &[String],
+    value: Value,
+    pointer: &str,
+) -> Result<(), String> {
+    let rest: String = tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    set_pointer(here, &rest, value).map_err(|e| format!("{pointer}: {e}"))
+}
+
+/// The value at each field of `object`, as reasons show it (`None`: unset).
+pub fn field_values(target: &dyn Target, object: &Value) -> Vec<Option<String>> {
+    target
+        .fields()
+        .iter()
+        .map(|f| match object.pointer(f.pointer) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(v.to_string()),
+        })
+        .collect()
+}
+
+/// "replicas 1 → 3", one per field whose value differs (quantities by value).
+pub fn field_changes(
+    target: &dyn Target,
+    before: &[Option<String>],
+    after: &[Option<String>],
+) -> Vec<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    for (f, (old, new)) in target.fields().iter().zip(before.iter().zip(after)) {
+        let same = match (old, new) {
+            (Some(a), Some(b)) if f.setting.is_quantity() => {
+                match (Quantity::parse(a), Quantity::parse(b)) {
+                    (Ok(a), Ok(b)) => a.same_value(&b),
+                    _ => a == b,
+                }
+            }
+            (a, b) => a == b,
+        };
+        if same {
+            continue;
+        }
+        let unset = if f.setting == Setting::Image {
+            target.default_image_label()
+        } else {
+            "(unset)"
+        };
+        let reason = format!(
+            "{} {} → {}",
+            f.label,
+            old.as_deref().unwrap_or(unset),
+            new.as_deref().unwrap_or(unset)
+        );
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    reasons
+}
+
+/// `object` with its quantity fields spelt by value alone ([`Quantity::value_key`], where
+/// they parse), so that a spelling the API server or a controller chose does not look like a
+/// change; `None` when there is nothing to respell.
+pub fn canonical_quantities(target: &dyn Target, object: &Value) -> Option<Value> {
+    let mut changed: Option<Value> = None;
+    for f in target.fields().iter().filter(|f| f.setting.is_quantity()) {
+        let current = changed.as_ref().unwrap_or(object).pointer(f.pointer);
+        let text = match current {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        let Ok(q) = Quantity::parse(&text) else {
+            continue;
+        };
+        let canonical = q.value_key();
+        if current != Some(&Value::String(canonical.clone())) {
+            let copy = changed.get_or_insert_with(|| object.clone());
+            if let Some(slot) = copy.pointer_mut(f.pointer) {
+                *slot = Value::String(canonical);
+            }
+        }
+    }
+    changed
+}
+
+/// The stack's rule on storage URIs: its fetcher (`who`) must read `uri`'s scheme.
+pub fn check_fetchable(target: &dyn Target, uri: &str, who: &str) -> Result<(), String> {
+    if crate::artifacts::is_fetchable(uri, target) {
+        return Ok(());
+    }
+    Err(format!(
+        "{who} cannot fetch {uri:?} (supported: {}://)",
+        target.fetchable_schemes().join("://, ")
+    ))
+}
+
+/// The condition of `type_` in a Kubernetes-style `status.conditions` list.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+pub fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_have_distinct_ids_and_resources() {
+        let ids = ids();
+        assert_eq!(ids, ["seldon-v1", "kserve", "seldon-v2"]);
+        for t in TARGETS {
+            assert_eq!(by_id(t.id()).unwrap().id(), t.id());
+            // Every field pointer starts at the object root.
+            for f in t.fields() {
+                assert!(f.pointer.starts_with("/spec/"), "{}: {}", t.id(), f.pointer);
+            }
+        }
+        assert!(by_id("seldon").is_none());
+    }
+
+    #[test]
+    fn set_pointer_creates_objects_and_arrays() {
+        let mut v = json!({"spec": {}});
+        set_pointer(&mut v, "/spec/a/0/b/c", json!(1)).unwrap();
+        set_pointer(&mut v, "/spec/a/0/d", json!("x")).unwrap();
+        set_pointer(&mut v, "/spec/l/nvidia.com~1gpu", json!("1")).unwrap();
+        assert_eq!(
+            v,
+            json!({"spec": {"a": [{"b": {"c": 1}, "d": "x"}], "l": {"nvidia.com/gpu": "1"}}})
+        );
+        assert!(set_pointer(&mut v, "/spec/a/3/x", json!(1)).is_err());
+        assert!(set_pointer(&mut v, "/spec/a/0/d/x", json!(1)).is_err());
+    }
+
+    #[test]
+    fn counts_have_grammar() {
+        let r = TARGETS[1].resource();
+        assert_eq!(r.count(1), "1 InferenceService");
+        assert_eq!(r.count(0), "0 InferenceServices");
+        assert_eq!(r.count(2), "2 InferenceServices");
+    }
+}

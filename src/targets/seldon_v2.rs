@@ -1,0 +1,144 @@
+//! Seldon Core 2 `Model` (`mlops.seldon.io/v1alpha1`): a model scheduled onto an MLServer
+//! server that has the `mlflow` capability (the shape of Seldon's MLflow samples). A Model has
+//! no pods of its own: images, CPU and GPUs belong to the Server, so those settings are refused.
+
+use serde_json::{json, Value};
+
+use super::{check_fetchable, condition, text, Field, Readiness, Resource, Setting, State, Target};
+use crate::settings::ServingSettings;
+
+pub struct SeldonV2;
+
+const FIELDS: &[Field] = &[
+    Field {
+        setting: Setting::ModelSecret,
+        pointer: "/spec/secretName",
+        label: "model secret",
+    },
+    Field {
+        setting: Setting::Replicas,
+        pointer: "/spec/replicas",
+        label: "replicas",
+    },
+    Field {
+        setting: Setting::MinReplicas,
+        pointer: "/spec/minReplicas",
+        label: "min replicas",
+    },
+    Field {
+        setting: Setting::MaxReplicas,
+        pointer: "/spec/maxReplicas",
+        label: "max replicas",
+    },
+    Field {
+        setting: Setting::Memory,
+        pointer: "/spec/memory",
+        label: "memory",
+    },
+];
+
+/// Seldon Core 2 v2.10.2 `CheckName` (scheduler/pkg/store/utils/validate.go).
+fn is_model_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+impl Target for SeldonV2 {
+    fn id(&self) -> &'static str {
+        "seldon-v2"
+    }
+
+    fn resource(&self) -> Resource {
+        Resource {
+            group: "mlops.seldon.io",
+            version: "v1alpha1",
+            kind: "Model",
+            plural: "models",
+        }
+    }
+
+    /// Remotes Seldon Core 2's agent reads through rclone (each but public `gs` needs a remote
+    /// configured with `secretName` or a preloaded secret). No `pvc://`.
+    fn fetchable_schemes(&self) -> &'static [&'static str] {
+        &["s3", "gs", "az", "https", "http"]
+    }
+
+    fn base_spec(&self, model_uri: &str) -> Value {
+        json!({
+            "storageUri": model_uri,
+            "requirements": ["mlflow"],
+        })
+    }
+
+    fn base_pointers(&self) -> &'static [&'static str] {
+        &["/spec/storageUri", "/spec/requirements"]
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        FIELDS
+    }
+
+    fn default_image_label(&self) -> &'static str {
+        "(server's)"
+    }
+
+    /// The operator refuses replicas outside [min, max] (operator/internal/utils.go, v2.10.2).
+    fn finish(&self, _object: &mut Value, s: &ServingSettings) -> Result<(), String> {
+        if let (Some(r), Some(min)) = (s.replicas, s.min_replicas) {
+            if r < min {
+                return Err(format!("m2s.replicas ({r}) is below m2s.min-replicas ({min}); Seldon Core 2 refuses it"));
+            }
+        }
+        if let (Some(r), Some(max)) = (s.replicas, s.max_replicas) {
+            if r > max {
+                return Err(format!("m2s.replicas ({r}) is above m2s.max-replicas ({max}); Seldon Core 2 refuses it"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seldon Core 2 v2.10.2's scheduler (scheduler/pkg/store/memory.go → utils.CheckName):
+    /// "must be alphanumeric and not contains dots"; and a storage URI its agent can read.
+    fn admit(&self, name: &str, object: &Value) -> Result<(), String> {
+        if !is_model_name(name) || name.contains('.') {
+            return Err(format!(
+                "Seldon Core 2 refuses the model name {name:?}: lowercase letters, digits and '-', no dots (CheckName, scheduler/pkg/store/utils/validate.go, v2.10.2)"
+            ));
+        }
+        let uri = object["spec"]["storageUri"].as_str().unwrap_or_default();
+        check_fetchable(self, uri, "Seldon Core 2's agent")
+    }
+
+    /// The `Ready` condition (Seldon keeps it from `ModelReady`); its message is the
+    /// scheduler's state (`ModelAvailable`, `ModelProgressing`, `ScheduleFailed`, `ModelFailed`…).
+    fn readiness(&self, status: &Value) -> Readiness {
+        let Some(ready) = condition(status, "Ready").or_else(|| condition(status, "ModelReady"))
+        else {
+            return Readiness::pending();
+        };
+        let message = text(&ready["message"]);
+        let reason = text(&ready["reason"]);
+        let failed = |m: &Option<String>| {
+            m.as_deref()
+                .is_some_and(|m| m.contains("Failed") || m.contains("Terminat"))
+        };
+        let state = match ready["status"].as_str() {
+            Some("True") => State::Available,
+            Some("False") if failed(&message) => State::Failed,
+            _ => State::Creating,
+        };
+        let message = match (message, reason) {
+            (Some(m), Some(r)) if m != r => Some(format!("{m}: {r}")),
+            (m, r) => m.or(r),
+        };
+        Readiness {
+            state,
+            message,
+            url: None,
+        }
+    }
+}
