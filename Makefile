@@ -40,9 +40,13 @@ demo: sandbox-up release
 	source $(SANDBOX_ENV) && bash scripts/demo.sh
 
 ## Performance benchmark against the sandbox (seeds 1,200 models once, reused; ~10 min).
-## Prints a table and PASS/FAIL per target; exits non-zero when a target fails.
+## TARGET=seldon-v1|kserve|seldon-v2 picks the serving target; SCALE=12000 adds the
+## 12,000-model registry (30,000 objects). Prints a table and PASS/FAIL per goal; exits
+## non-zero when one fails.
+TARGET ?= seldon-v1
+SCALE ?=
 bench: sandbox-up release
-	source $(SANDBOX_ENV) && python3 tests/bench/bench.py
+	source $(SANDBOX_ENV) && M2S_BENCH_TARGET='$(TARGET)' M2S_BENCH_SCALE='$(SCALE)' python3 tests/bench/bench.py
 
 clean:
 	$(CARGO) clean

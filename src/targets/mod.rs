@@ -423,42 +423,4 @@ pub fn text(v: &Value) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_have_distinct_ids_and_resources() {
-        let ids = ids();
-        assert_eq!(ids, ["seldon-v1", "kserve", "seldon-v2"]);
-        for t in TARGETS {
-            assert_eq!(by_id(t.id()).unwrap().id(), t.id());
-            // Every field pointer starts at the object root.
-            for f in t.fields() {
-                assert!(f.pointer.starts_with("/spec/"), "{}: {}", t.id(), f.pointer);
-            }
-        }
-        assert!(by_id("seldon").is_none());
-    }
-
-    #[test]
-    fn set_pointer_creates_objects_and_arrays() {
-        let mut v = json!({"spec": {}});
-        set_pointer(&mut v, "/spec/a/0/b/c", json!(1)).unwrap();
-        set_pointer(&mut v, "/spec/a/0/d", json!("x")).unwrap();
-        set_pointer(&mut v, "/spec/l/nvidia.com~1gpu", json!("1")).unwrap();
-        assert_eq!(
-            v,
-            json!({"spec": {"a": [{"b": {"c": 1}, "d": "x"}], "l": {"nvidia.com/gpu": "1"}}})
-        );
-        assert!(set_pointer(&mut v, "/spec/a/3/x", json!(1)).is_err());
-        assert!(set_pointer(&mut v, "/spec/a/0/d/x", json!(1)).is_err());
-    }
-
-    #[test]
-    fn counts_have_grammar() {
-        let r = TARGETS[1].resource();
-        assert_eq!(r.count(1), "1 InferenceService");
-        assert_eq!(r.count(0), "0 InferenceServices");
-        assert_eq!(r.count(2), "2 InferenceServices");
-    }
-}
+mod tests;

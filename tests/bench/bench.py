@@ -5,17 +5,21 @@ Python standard library only. It drives the release binary (target/release/m2s):
 
   1. seeds MLflow with 1,200 registered models (3 versions each, from their own runs; v2 in
      Staging, v3 in Production, alias `champion` on v1 for half of them), reused across runs;
-  2. cold sync (empty namespace -> ~3,000 SeldonDeployments), no-op sync, small change
+     with M2S_BENCH_SCALE=12000 (`make bench SCALE=12000`) also 10,800 more, made by copying the
+     seed's rows nine times inside MLflow's SQLite database (through REST it would take hours);
+  2. cold sync (empty namespace -> 3,000 objects of the target's kind), no-op sync, small change
      (10 models move their Staging stage to another version), each repeated;
   3. the floor: the same MLflow search pages and Kubernetes LIST pages fetched raw, and the
      same objects applied by raw server-side apply at the same concurrency;
   4. the baseline: one `kubectl apply -f` process per object on a sample, extrapolated;
-  5. growth: the same measurements for a 600-model subset.
+  5. growth: the same measurements for a 600-model subset (or, with SCALE, the 12,000 models).
 
 Prints a table, the ratios and PASS/FAIL per target; exits 1 when a target fails.
-Environment: M2S_BENCH_REPEAT_COLD / _NOOP / _CHANGE (repetitions, default 3 / 5 / 2),
-M2S_BENCH_KUBECTL_SAMPLE (default 100), M2S_BENCH_CONCURRENCY (default 16),
-M2S_BENCH_PREFIX (seed prefix, default m2sbench1), M2S_BENCH_JSON (write the results there).
+Environment: M2S_BENCH_TARGET (seldon-v1, kserve, seldon-v2; `make bench TARGET=...`),
+M2S_BENCH_SCALE (12000: the large registry), M2S_BENCH_REPEAT_COLD / _NOOP / _CHANGE
+(repetitions, default 3 / 5 / 2; with SCALE 2 / 3 / 2), M2S_BENCH_KUBECTL_SAMPLE (default 100),
+M2S_BENCH_CONCURRENCY (default 16), M2S_BENCH_PREFIX (seed prefix, default m2sbench1),
+M2S_BENCH_JSON (write the results there).
 """
 
 import base64
@@ -26,6 +30,7 @@ import platform
 import re
 import resource
 import ssl
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,6 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +54,21 @@ KUBECTL_SAMPLE = int(os.environ.get("M2S_BENCH_KUBECTL_SAMPLE", "100"))
 CHANGED_MODELS = 10
 FIELD_MANAGER = "m2s-bench-floor"
 TIME = "/usr/bin/time"
+TARGET = os.environ.get("M2S_BENCH_TARGET") or "seldon-v1"
+# group, version, plural of each target's resource.
+RESOURCES = {
+    "seldon-v1": ("machinelearning.seldon.io", "v1", "seldondeployments"),
+    "kserve": ("serving.kserve.io", "v1beta1", "inferenceservices"),
+    "seldon-v2": ("mlops.seldon.io", "v1alpha1", "models"),
+}
+if TARGET not in RESOURCES:
+    sys.exit(f"unknown target {TARGET!r} (M2S_BENCH_TARGET); known: {', '.join(RESOURCES)}")
+SCALE = int(os.environ.get("M2S_BENCH_SCALE") or "0")
+if SCALE not in (0, 12000):
+    sys.exit(f"M2S_BENCH_SCALE={SCALE}: the large registry has 12000 models (or leave it unset)")
+COPIES = 9  # the large registry: the 1,200-model seed and nine copies of it
+# MLflow's database schema versions (alembic_version) whose tables the copy knows.
+KNOWN_SCHEMAS = {"dc11669786a5": "MLflow 3.17"}
 
 
 def ensure_gnu_time():
@@ -66,10 +87,12 @@ def log(msg):
 # Sandbox
 
 
+def sandbox_dir():
+    return os.environ.get("M2S_SANDBOX_DIR", os.path.expanduser("~/.cache/m2s-sandbox/run"))
+
+
 def sandbox_env():
-    path = os.path.join(
-        os.environ.get("M2S_SANDBOX_DIR", os.path.expanduser("~/.cache/m2s-sandbox/run")), "env"
-    )
+    path = os.path.join(sandbox_dir(), "env")
     env = {}
     with open(path) as f:
         for line in f:
@@ -179,7 +202,13 @@ class Kube:
 
     @staticmethod
     def base(ns):
-        return f"/apis/machinelearning.seldon.io/v1/namespaces/{ns}/seldondeployments"
+        group, version, plural = RESOURCES[TARGET]
+        return f"/apis/{group}/{version}/namespaces/{ns}/{plural}"
+
+    def delete_all(self, ns):
+        """Deletes the namespace's objects (one deletecollection request), so that the API
+        server's cache and etcd do not grow by every cold run's objects."""
+        self.http.request("DELETE", self.base(ns), ok=(200, 202))
 
     def list_all(self, ns, selector=None):
         items, token, pages = [], None, 0
@@ -266,6 +295,73 @@ def seed(ml):
     log(f"seed: done in {time.monotonic() - started:.0f}s ({ml.http.count} requests)")
 
 
+def copy_rows(db, table, where, params, change):
+    """Inserts a changed copy of every row of `table` matching `where` (all columns, by name)."""
+    cur = db.execute(f"SELECT * FROM {table} WHERE {where}", params)
+    cols = [d[0] for d in cur.description]
+    rows = [change(dict(zip(cols, r))) for r in cur.fetchall()]
+    marks = ", ".join("?" for _ in cols)
+    db.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})",
+                   [tuple(r[c] for c in cols) for r in rows])
+    return len(rows)
+
+
+def seed_large(sandbox_dir):
+    """The 12,000-model registry: the 1,200-model seed's rows copied nine times inside MLflow's
+    SQLite database (models, versions, tags, aliases, and a new run per version), under the
+    prefixes <PREFIX>x1- ... <PREFIX>x9-. Refuses a schema it does not know."""
+    path = os.path.join(sandbox_dir, "mlflow", "mlflow.db")
+    db = sqlite3.connect(path, timeout=120)
+    version = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    if version not in KNOWN_SCHEMAS:
+        sys.exit(f"seed: MLflow's database schema is {version!r}, which this bench does not know "
+                 f"(known: {', '.join(f'{k} = {v}' for k, v in KNOWN_SCHEMAS.items())}); MLflow "
+                 f"changed its tables: check registered_models, model_versions, *_tags, "
+                 f"registered_model_aliases, runs and tags in {path}, then add the version to "
+                 f"KNOWN_SCHEMAS in {__file__}")
+    old = f"{PREFIX}-"
+    started = time.monotonic()
+    for k in range(1, COPIES + 1):
+        new = f"{PREFIX}x{k}-"
+        have = db.execute("SELECT count(*) FROM registered_models WHERE name LIKE ?",
+                          (new + "%",)).fetchone()[0]
+        if have == 2 * GROUP_SIZE:
+            continue
+        rename = lambda r: dict(r, name=new + r["name"][len(old):])
+        with db:  # one transaction per copy: an interrupted copy leaves nothing half done
+            for t in ("model_version_tags", "registered_model_aliases", "registered_model_tags",
+                      "model_versions", "registered_models"):
+                db.execute(f"DELETE FROM {t} WHERE name LIKE ?", (new + "%",))
+            runs = {r[0]: uuid.uuid4().hex for r in db.execute(
+                "SELECT DISTINCT run_id FROM model_versions WHERE name LIKE ?", (old + "%",))}
+            for old_run, new_run in runs.items():
+                copy_rows(db, "runs", "run_uuid = ?", (old_run,), lambda r: dict(
+                    r, run_uuid=new_run, artifact_uri=r["artifact_uri"].replace(old_run, new_run)))
+                copy_rows(db, "tags", "run_uuid = ?", (old_run,),
+                          lambda r: dict(r, run_uuid=new_run))
+
+            def version(r):
+                r = rename(r)
+                new_run = runs[r["run_id"]]
+                for c in ("source", "storage_location"):
+                    if r.get(c):
+                        r[c] = r[c].replace(r["run_id"], new_run)
+                return dict(r, run_id=new_run)
+
+            like = (old + "%",)
+            copy_rows(db, "registered_models", "name LIKE ?", like, rename)
+            copy_rows(db, "model_versions", "name LIKE ?", like, version)
+            for t in ("registered_model_tags", "model_version_tags", "registered_model_aliases"):
+                copy_rows(db, t, "name LIKE ?", like, rename)
+        log(f"seed: copy {k}/{COPIES} of the 1,200-model seed written ({new}*)")
+    total = db.execute("SELECT count(*) FROM registered_models WHERE name LIKE ?",
+                       (PREFIX + "%",)).fetchone()[0]
+    db.close()
+    if total != SCALE:
+        sys.exit(f"seed: {total} models under {PREFIX}* after copying, expected {SCALE}")
+    log(f"seed: {total} models ({time.monotonic() - started:.0f}s)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Measurements
 
@@ -340,8 +436,9 @@ class Bench:
         env.update({
             "KUBECONFIG": self.kubeconfig,
             "M2S_MLFLOW_HOST": self.mlflow_url,
-            "M2S_SELDON_DEPLOYMENT_NS": ns,
-            "M2S_MLFLOW_STORAGE_ROOT": "pvc://mlflow-artifacts/mlruns",
+            "M2S_TARGET": TARGET,
+            "M2S_NAMESPACE": ns,
+            "M2S_MLFLOW_STORAGE_ROOT": "s3://mlflow/mlruns",
             "M2S_MODEL_FILTER": f"name LIKE '{name_like}%'",
             "M2S_ALIASES": "champion",
             "M2S_CONCURRENCY": str(CONCURRENCY),
@@ -501,8 +598,9 @@ def main():
     if sys.argv[1:] == ["--seed-only"]:
         seed(Mlflow(sandbox_env()["M2S_SANDBOX_MLFLOW_URL"]))
         return 0
-    reps_cold = int(os.environ.get("M2S_BENCH_REPEAT_COLD", "3"))
-    reps_noop = int(os.environ.get("M2S_BENCH_REPEAT_NOOP", "5"))
+    scaled = bool(SCALE)
+    reps_cold = int(os.environ.get("M2S_BENCH_REPEAT_COLD", "2" if scaled else "3"))
+    reps_noop = int(os.environ.get("M2S_BENCH_REPEAT_NOOP", "3" if scaled else "5"))
     reps_change = int(os.environ.get("M2S_BENCH_REPEAT_CHANGE", "2"))
     if not os.path.exists(BINARY):
         sys.exit(f"{BINARY} is missing: run `make release` first")
@@ -511,28 +609,40 @@ def main():
     info = machine()
     t0 = time.monotonic()
     seed(b.ml)
-    res = {"machine": info, "binary_mb": os.path.getsize(BINARY) / 1e6}
-    groups = {1200: f"{PREFIX}-", 600: f"{PREFIX}-a-"}
+    if scaled:
+        seed_large(sandbox_dir())
+    res = {"machine": info, "binary_mb": os.path.getsize(BINARY) / 1e6, "target": TARGET,
+           "scale": SCALE}
+    # The two registry sizes: 600 and 1,200 models, or 1,200 and 12,000 with SCALE.
+    groups = ({SCALE: f"{PREFIX}", 1200: f"{PREFIX}-"} if scaled
+              else {1200: f"{PREFIX}-", 600: f"{PREFIX}-a-"})
+    res["sizes"] = sorted(groups)
     for n in groups:
         res[n] = {"models": n, "cold": [], "ssa": [], "noop": [], "floor": []}
     main_ns = {}
-    # 1,200 and 600 models alternate so that drifting load on the shared machine hits both.
-    log(f"cold syncs x{reps_cold} for 1,200 and 600 models; a raw SSA floor after each 1,200")
+    kube = Kube(b.kubeconfig)
+    # The sizes alternate so that drifting load on the shared machine hits both.
+    log(f"target {TARGET}: cold syncs x{reps_cold} for {' and '.join(map(str, groups))} models, "
+        f"each followed by a raw SSA floor of the same objects")
     for i in range(reps_cold):
         for n, like in groups.items():
             ns = b.namespace(f"cold{n}")
             r = b.m2s(ns, like)
             r["ns"] = ns
             res[n]["cold"].append(r)
-            main_ns.setdefault(n, ns)
             log(f"  cold {n} {ns}: {r['wall']:.2f}s, {r['created']} created, MLflow {r['mlflow']}, "
                 f"Kubernetes {r['kube']} ({r['kube_writes']} writes), RSS {r['maxrss_mb']:.1f} MB")
-            if n == 1200:
-                objects, _ = Kube(b.kubeconfig).list_all(ns)
+            if scaled or n == 1200:
+                objects, _ = kube.list_all(ns)
                 f = b.floor_ssa(objects)
+                del objects
                 res[n]["ssa"].append(f)
                 log(f"  raw SSA floor: {f['wall']:.2f}s for {f['objects']} objects")
-    log(f"no-op syncs x{reps_noop} for 1,200 and 600 models, each next to a raw read floor")
+            if n in main_ns:
+                kube.delete_all(ns)
+            else:
+                main_ns[n] = ns
+    log(f"no-op syncs x{reps_noop}, each next to a raw read floor")
     for i in range(reps_noop):
         for n, like in groups.items():
             fl = b.floor_read(main_ns[n], like)
@@ -558,10 +668,12 @@ def main():
         b.m2s(main_ns[1200], groups[1200])
     res[1200]["change"] = change
     log(f"kubectl baseline: {KUBECTL_SAMPLE} x `kubectl apply -f`")
-    objects, _ = Kube(b.kubeconfig).list_all(main_ns[1200])
+    objects, _ = kube.list_all(main_ns[1200])
     res["kubectl"] = b.kubectl_baseline(objects)
     res["kubectl"]["extrapolated"] = res["kubectl"]["per_object"] * len(objects)
     log(f"  {res['kubectl']['wall']:.1f}s for {KUBECTL_SAMPLE} objects")
+    for ns in main_ns.values():
+        kube.delete_all(ns)
     res["total_wall"] = time.monotonic() - t0
     res["machine"]["load_after"] = os.getloadavg()
     ok = report(res)
@@ -572,10 +684,12 @@ def main():
 
 
 def report(res):
-    big, small = res[1200], res[600]
+    small_n, big_n = res["sizes"]
+    big, small = res[big_n], res[small_n]
     m = res["machine"]
-    print(f"\nMachine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}; "
-          f"load average before {m['load_before'][0]:.2f}, after {m['load_after'][0]:.2f}")
+    print(f"\nTarget {res['target']}. Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, "
+          f"kernel {m['kernel']}; load average before {m['load_before'][0]:.2f}, after "
+          f"{m['load_after'][0]:.2f}")
     print(f"Concurrency {CONCURRENCY}; medians, with every run in parentheses.\n")
     rows = []
 
@@ -587,23 +701,25 @@ def report(res):
                      fmt_runs(runs, "kube_writes", "{:.0f}") if "kube_writes" in runs[0] else "-",
                      fmt_runs(runs, "maxrss_mb", "{:.1f}") if "maxrss_mb" in runs[0] else "-"))
 
-    for n, g in ((1200, big), (600, small)):
+    for n in (big_n, small_n):
+        g = res[n]
         objs = g["objects"]
         add(f"cold sync, {n} models ({g['cold'][0]['created']} created)", g["cold"],
             g["cold"][0]["created"])
-        add(f"no-op sync, {n} models ({objs} objects)", g["noop"], None)
-        add(f"floor: raw MLflow search + Kubernetes LIST, {n}", g["floor"], None)
-        if n == 1200:
-            add(f"small change ({g['change'][0]['updated']} updated)", g["change"], None)
+        if g["ssa"]:
             ssa = [dict(r, kube=r["requests"], kube_writes=r["requests"]) for r in g["ssa"]]
             add(f"floor: raw server-side apply x{ssa[0]['objects']}, {CONCURRENCY} parallel",
                 ssa, ssa[0]["objects"])
+        add(f"no-op sync, {n} models ({objs} objects)", g["noop"], None)
+        add(f"floor: raw MLflow search + Kubernetes LIST, {n}", g["floor"], None)
+        if "change" in g:
+            add(f"small change ({g['change'][0]['updated']} updated)", g["change"], None)
     k = res["kubectl"]
     rows.append((f"baseline: kubectl apply -f per object ({k['objects']} sampled)",
                  f"{k['wall']:.2f} ({k['per_object'] * 1000:.0f} ms/object)",
                  f"{1 / k['per_object']:.1f}", "-", "-", "-", "-"))
-    rows.append((f"baseline extrapolated to {big['objects']} objects", f"{k['extrapolated']:.0f}",
-                 f"{1 / k['per_object']:.1f}", "-", "-", "-", "-"))
+    rows.append((f"baseline extrapolated to {res[1200]['objects']} objects",
+                 f"{k['extrapolated']:.0f}", f"{1 / k['per_object']:.1f}", "-", "-", "-", "-"))
     head = ("measurement", "wall s", "obj/s", "MLflow req", "Kube req", "Kube writes", "RSS MB")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
@@ -613,48 +729,80 @@ def report(res):
         print(line(r))
 
     med = lambda runs, key="wall": median([r[key] for r in runs])
-    noop_floor = med(big["noop"]) / med(big["floor"])
-    cold_ssa = med(big["cold"]) / med(big["ssa"])
-    base_cold = k["extrapolated"] / med(big["cold"])
+    ratio = {n: {"noop_floor": med(res[n]["noop"]) / med(res[n]["floor"]),
+                 "cold_ssa": (med(res[n]["cold"]) / med(res[n]["ssa"])) if res[n]["ssa"] else None}
+             for n in (small_n, big_n)}
+    base_cold = k["extrapolated"] / med(res[1200]["cold"])
+    factor = big_n / small_n
     noop_growth = med(big["noop"]) / med(small["noop"])
     floor_growth = med(big["floor"]) / med(small["floor"])
     cold_growth = med(big["cold"]) / med(small["cold"])
-    print(f"\nRatios: no-op / floor = {noop_floor:.2f}; cold / SSA floor = {cold_ssa:.2f}; "
-          f"kubectl baseline / cold = {base_cold:.0f}x; growth 600 -> 1200 models: "
-          f"no-op x{noop_growth:.2f}, cold x{cold_growth:.2f} (the raw read floor itself: "
-          f"x{floor_growth:.2f})")
+    rss_noop = {n: max(r["maxrss_mb"] for r in res[n]["noop"]) for n in (small_n, big_n)}
+    rss_cold = {n: max(r["maxrss_mb"] for r in res[n]["cold"]) for n in (small_n, big_n)}
+    per_object = {key: (rss[big_n] - rss[small_n]) * 1024 / (big["objects"] - small["objects"])
+                  for key, rss in (("noop", rss_noop), ("cold", rss_cold))}
+    print(f"\nRatios: " + "; ".join(
+        f"{n} models: no-op / floor = {ratio[n]['noop_floor']:.2f}"
+        + (f", cold / SSA floor = {ratio[n]['cold_ssa']:.2f}" if ratio[n]["cold_ssa"] else "")
+        for n in (small_n, big_n))
+        + f"; kubectl baseline / cold = {base_cold:.0f}x; growth {small_n} -> {big_n} models "
+        f"(x{factor:g}): no-op x{noop_growth:.2f}, cold x{cold_growth:.2f} (the raw read floor "
+        f"itself: x{floor_growth:.2f})")
+    print(f"Memory per object (peak RSS difference / object difference): no-op "
+          f"{per_object['noop']:.2f} KB, cold {per_object['cold']:.2f} KB")
     audit_agents = sorted({a for r in big["noop"] + big["cold"] for a in r["agents"]})
     print(f"Audit log (kube-apiserver) agrees: no-op requests {[r['audit_requests'] for r in big['noop']]}"
           f" writes {[r['audit_writes'] for r in big['noop']]}; cold requests "
           f"{[r['audit_requests'] for r in big['cold']]}; user agents {audit_agents}")
 
-    models = big["models"]
-    ml_limit = max(2 * models / 1000, -(-models // 1000))
-    pages = -(-big["objects"] // 500)
-    rss = max(r["maxrss_mb"] for r in big["noop"])
-    rss_write = max(r["maxrss_mb"] for r in big["cold"] + big["change"])
-    targets = [
-        (f"no-op MLflow requests <= {ml_limit:g} (2 per 1,000 models; 0 per-version)",
-         max(r["mlflow"] for r in big["noop"]) <= ml_limit,
-         str(sorted({r["mlflow"] for r in big["noop"]}))),
-        (f"no-op Kubernetes requests <= {pages} (1 LIST page per 500 objects)",
-         max(max(r["kube"], r["audit_requests"]) for r in big["noop"]) <= pages,
-         str(sorted({r["audit_requests"] for r in big["noop"]}))),
-        ("no-op writes = 0", all(r["kube_writes"] == 0 and r["audit_writes"] == 0
-                                 for r in big["noop"]),
-         str(sorted({r["kube_writes"] for r in big["noop"]}))),
-        ("no-op wall <= 1.5x floor", noop_floor <= 1.5, f"{noop_floor:.2f}x"),
-        ("cold wall <= 2x raw SSA floor", cold_ssa <= 2, f"{cold_ssa:.2f}x"),
-        ("cold >= 50x faster than kubectl baseline", base_cold >= 50, f"{base_cold:.0f}x"),
-        ("doubling the registry at most doubles no-op time", noop_growth <= 2,
-         f"x{noop_growth:.3f} (raw read floor x{floor_growth:.2f})"),
-        ("doubling the registry at most doubles cold time", cold_growth <= 2,
-         f"x{cold_growth:.2f}"),
-        ("peak RSS of m2s sync at 1,200 models (no-op) < 40 MB", rss < 40,
-         f"{rss:.1f} MB (cold/change syncs, holding ~3,000 objects to write: "
-         f"{rss_write:.1f} MB)"),
-        ("release binary < 20 MB", res["binary_mb"] < 20, f"{res['binary_mb']:.1f} MB"),
-    ]
+    targets = []
+    for n in (small_n, big_n):
+        g = res[n]
+        ml_limit = max(2 * n / 1000, -(-n // 1000))
+        pages = -(-g["objects"] // 500)
+        targets += [
+            (f"{n} models: no-op MLflow requests <= {ml_limit:g} (2 per 1,000 models; 0 per-version)",
+             max(r["mlflow"] for r in g["noop"]) <= ml_limit,
+             str(sorted({r["mlflow"] for r in g["noop"]}))),
+            (f"{n} models: no-op Kubernetes requests <= {pages} (1 LIST page per 500 objects)",
+             max(max(r["kube"], r["audit_requests"]) for r in g["noop"]) <= pages,
+             str(sorted({r["audit_requests"] for r in g["noop"]}))),
+            (f"{n} models: no-op writes = 0", all(r["kube_writes"] == 0 and r["audit_writes"] == 0
+                                                 for r in g["noop"]),
+             str(sorted({r["kube_writes"] for r in g["noop"]}))),
+            (f"{n} models: no-op wall <= 1.5x read floor", ratio[n]["noop_floor"] <= 1.5,
+             f"{ratio[n]['noop_floor']:.2f}x"),
+        ]
+        if ratio[n]["cold_ssa"] is not None:
+            targets.append((f"{n} models: cold wall <= 1.5x raw SSA floor",
+                            ratio[n]["cold_ssa"] <= 1.5, f"{ratio[n]['cold_ssa']:.2f}x"))
+    targets.append(("cold >= 50x faster than kubectl baseline", base_cold >= 50,
+                    f"{base_cold:.0f}x"))
+    if res["scale"]:
+        limit = factor * 1.2
+        targets += [
+            (f"{factor:g}x the models costs <= {limit:g}x the no-op time", noop_growth <= limit,
+             f"x{noop_growth:.2f} (raw read floor x{floor_growth:.2f})"),
+            (f"{factor:g}x the models costs <= {limit:g}x the cold time", cold_growth <= limit,
+             f"x{cold_growth:.2f}"),
+            (f"peak RSS at {big['objects']} objects <= 48 MB (no-op and cold)",
+             max(rss_noop[big_n], rss_cold[big_n]) <= 48,
+             f"no-op {rss_noop[big_n]:.1f} MB, cold {rss_cold[big_n]:.1f} MB"),
+            (f"peak RSS at {small['objects']} objects < 40 MB (no-op and cold)",
+             max(rss_noop[small_n], rss_cold[small_n]) < 40,
+             f"no-op {rss_noop[small_n]:.1f} MB, cold {rss_cold[small_n]:.1f} MB"),
+        ]
+    else:
+        targets += [
+            ("doubling the registry at most doubles no-op time", noop_growth <= 2,
+             f"x{noop_growth:.3f} (raw read floor x{floor_growth:.2f})"),
+            ("doubling the registry at most doubles cold time", cold_growth <= 2,
+             f"x{cold_growth:.2f}"),
+            ("peak RSS of m2s sync at 1,200 models < 40 MB", rss_noop[big_n] < 40
+             and rss_cold[big_n] < 40,
+             f"no-op {rss_noop[big_n]:.1f} MB, cold {rss_cold[big_n]:.1f} MB"),
+        ]
+    targets.append(("release binary < 20 MB", res["binary_mb"] < 20, f"{res['binary_mb']:.1f} MB"))
     print("\nTargets:")
     for name, passed, value in targets:
         print(f"  {'PASS' if passed else 'FAIL'}  {name}: {value}")
