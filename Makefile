@@ -5,6 +5,8 @@ CARGO ?= cargo
 SANDBOX := tests/sandbox
 SANDBOX_ENV = $${M2S_SANDBOX_DIR:-$$HOME/.cache/m2s-sandbox/run}/env
 
+TARGET ?= seldon-v1
+
 .PHONY: all build release test unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
 
 all: build
@@ -36,14 +38,14 @@ sandbox-up:
 sandbox-down:
 	bash $(SANDBOX)/down.sh
 
+## TARGET=seldon-v1|kserve|seldon-v2 (default seldon-v1) picks the serving target.
 demo: sandbox-up release
-	source $(SANDBOX_ENV) && bash scripts/demo.sh
+	source $(SANDBOX_ENV) && TARGET='$(TARGET)' bash scripts/demo.sh
 
 ## Performance benchmark against the sandbox (seeds 1,200 models once, reused; ~10 min).
 ## TARGET=seldon-v1|kserve|seldon-v2 picks the serving target; SCALE=12000 adds the
 ## 12,000-model registry (30,000 objects). Prints a table and PASS/FAIL per goal; exits
 ## non-zero when one fails.
-TARGET ?= seldon-v1
 SCALE ?=
 bench: sandbox-up release
 	source $(SANDBOX_ENV) && M2S_BENCH_TARGET='$(TARGET)' M2S_BENCH_SCALE='$(SCALE)' python3 tests/bench/bench.py
