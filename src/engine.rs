@@ -179,7 +179,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let versions: Vec<_> = observer
         .to_resolve()
         .into_iter()
-        .map(|i| registry.entries[i].version.clone())
+        .map(|i| &registry.entries[i].version)
         .collect();
     let resolved = mlflow
         .resolve_all(&versions)

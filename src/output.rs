@@ -156,7 +156,7 @@ struct JsonChange<'a> {
     stage: Option<&'a str>,
     alias: Option<&'a str>,
     reason: &'a str,
-    model_uri: Option<&'a str>,
+    model_uri: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -193,7 +193,7 @@ fn split_selector(s: Option<&Selector>) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn json_change<'a>(c: &'a Change, registry: &'a Registry) -> JsonChange<'a> {
+fn json_change<'a>(c: &'a Change, registry: &'a Registry, cfg: &DeployConfig) -> JsonChange<'a> {
     let (stage, alias) = split_selector(c.selector(registry));
     JsonChange {
         action: c.action,
@@ -204,7 +204,7 @@ fn json_change<'a>(c: &'a Change, registry: &'a Registry) -> JsonChange<'a> {
         stage,
         alias,
         reason: &c.reason,
-        model_uri: c.model_uri.as_deref(),
+        model_uri: c.model_uri(cfg),
     }
 }
 
@@ -238,7 +238,7 @@ pub fn render_json(
         changes: plan
             .changes
             .iter()
-            .map(|c| json_change(c, registry))
+            .map(|c| json_change(c, registry, cfg))
             .collect(),
         errors: plan.errors.iter().map(json_error).collect(),
         unchanged: &plan.unchanged,

@@ -1,5 +1,7 @@
 use super::*;
+use crate::artifacts::ArtifactLocation;
 use crate::desired::RegistryBuilder;
+use crate::mlflow::Resolved;
 use crate::mlflow::{ModelVersion, RegisteredModel};
 use crate::plan::ObjectRef;
 use serde_json::json;
@@ -42,13 +44,20 @@ fn object(name: &str, model: &str, version: &str) -> ObjectRef {
 
 fn sample(reg: &Registry) -> Plan {
     let index = |name: &str| reg.entries.iter().position(|e| e.name == name);
-    let change = |action, name: &str, entry, object, reason: &str| Change {
+    let change = |action, name: &str, entry, object: Option<ObjectRef>, reason: &str| Change {
         action,
         name: name.into(),
         entry,
-        object,
-        resolved: None,
-        model_uri: (action != Action::Delete).then(|| "s3://b/m".to_string()),
+        object: object.map(Box::new),
+        resolved: (action != Action::Delete).then(|| {
+            Box::new(Resolved {
+                location: ArtifactLocation {
+                    uri: "s3://b/m".into(),
+                    ..ArtifactLocation::default()
+                },
+                version_tags: vec![],
+            })
+        }),
         reason: reason.to_string().into(),
     };
     Plan {

@@ -99,16 +99,26 @@ pub enum Found {
     Absent,
     /// The object is as m2s would write it now.
     InSync,
-    /// The object serves this version but differs from what m2s would write now.
-    Differs {
-        object: ObjectRef,
-        resolved: Resolved,
-        reasons: Vec<String>,
-    },
+    /// The object serves this version but differs from what m2s would write now. (Boxed, as
+    /// is `Stale`: one slot per entry, and a large registry is mostly `InSync`.)
+    Differs(Box<Differing>),
     /// The object serves another version (or another model's): its location must be resolved.
-    Stale { object: ObjectRef, before: Before },
+    Stale(Box<StaleObject>),
     /// The object is there, but the entry cannot be rendered: the object stays as it is.
     Held(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Differing {
+    pub object: ObjectRef,
+    pub resolved: Resolved,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleObject {
+    pub object: ObjectRef,
+    pub before: Before,
 }
 
 /// Compares listed objects with the registry's entries, one object at a time.
@@ -145,10 +155,10 @@ impl<'a> Observer<'a> {
         };
         let entry = &entries[i];
         self.found[i] = match recorded(entry, &a.annotations) {
-            None => Found::Stale {
+            None => Found::Stale(Box::new(StaleObject {
                 object: ObjectRef::of(a),
                 before: Before::of(a, self.cfg),
-            },
+            })),
             Some(rec) => match render(entry, &rec.location, &rec.version_tags, self.cfg) {
                 Err(message) => Found::Held(message),
                 Ok(d) if in_sync(&d, a, self.cfg) => Found::InSync,
@@ -158,14 +168,14 @@ impl<'a> Observer<'a> {
                     if reasons.is_empty() {
                         reasons.push("changed outside m2s; restoring".into());
                     }
-                    Found::Differs {
+                    Found::Differs(Box::new(Differing {
                         object: ObjectRef::of(a),
                         resolved: Resolved {
                             location: rec.location,
                             version_tags: rec.version_tags,
                         },
                         reasons,
-                    }
+                    }))
                 }
             },
         };
@@ -174,7 +184,7 @@ impl<'a> Observer<'a> {
     /// The entries whose location must be read from MLflow: no object yet, or a stale one.
     pub fn to_resolve(&self) -> Vec<usize> {
         (0..self.found.len())
-            .filter(|&i| matches!(self.found[i], Found::Absent | Found::Stale { .. }))
+            .filter(|&i| matches!(self.found[i], Found::Absent | Found::Stale(_)))
             .collect()
     }
 }
@@ -287,9 +297,9 @@ pub struct Change {
     /// Index of the entry in the registry (create, update).
     pub entry: Option<usize>,
     /// The listed object (update, delete): preconditions and what it served.
-    pub object: Option<ObjectRef>,
-    pub resolved: Option<Resolved>,
-    pub model_uri: Option<String>,
+    pub object: Option<Box<ObjectRef>>,
+    /// Where the files are (create, update).
+    pub resolved: Option<Box<Resolved>>,
     pub reason: Cow<'static, str>,
 }
 
@@ -321,6 +331,11 @@ impl Change {
             Some(e) => Some(&e.selector),
             None => self.object.as_ref()?.selector.as_ref(),
         }
+    }
+    /// The model URI the object gets (create, update).
+    pub fn model_uri(&self, cfg: &DeployConfig) -> Option<String> {
+        let r = self.resolved.as_ref()?;
+        crate::artifacts::model_uri(&r.location, cfg.storage_root.as_deref(), cfg.target).ok()
     }
     pub fn uid(&self) -> Option<&str> {
         self.object.as_ref()?.uid.as_deref()
@@ -368,38 +383,31 @@ pub fn compute(
     for (i, found) in observer.found.into_iter().enumerate() {
         let entry = &registry.entries[i];
         let error = |message: String| EntryError::of(entry, message);
-        let change = |action, object, r: Resolved, uri, reason| Change {
+        let change = |action, object: Option<ObjectRef>, r: Resolved, reason| Change {
             action,
             name: entry.name.clone(),
             entry: Some(i),
-            object,
-            resolved: Some(r),
-            model_uri: Some(uri),
+            object: object.map(Box::new),
+            resolved: Some(Box::new(r)),
             reason,
         };
         match found {
             Found::InSync => plan.unchanged.push(entry.name.clone()),
             Found::Held(message) => plan.errors.push(error(message)),
-            Found::Differs {
-                object,
-                resolved: r,
-                reasons,
-            } => {
-                let uri = crate::artifacts::model_uri(
-                    &r.location,
-                    cfg.storage_root.as_deref(),
-                    cfg.target,
-                )
-                .unwrap_or_default();
+            Found::Differs(d) => {
+                let Differing {
+                    object,
+                    resolved: r,
+                    reasons,
+                } = *d;
                 plan.changes.push(change(
                     Action::Update,
                     Some(object),
                     r,
-                    uri,
                     reasons.join(", ").into(),
                 ));
             }
-            Found::Absent | Found::Stale { .. } => {
+            Found::Absent | Found::Stale(_) => {
                 let r = match resolved
                     .next()
                     .expect("one resolution per entry to resolve")
@@ -417,22 +425,15 @@ pub fn compute(
                         continue;
                     }
                 };
-                let uri = d.model_uri.clone();
                 plan.changes.push(match found {
-                    Found::Stale { object, before } => {
-                        let mut why = reasons(&d, &before, cfg);
+                    Found::Stale(stale) => {
+                        let mut why = reasons(&d, &stale.before, cfg);
                         if why.is_empty() {
                             why.push("changed outside m2s; restoring".into());
                         }
-                        change(Action::Update, Some(object), r, uri, why.join(", ").into())
+                        change(Action::Update, Some(stale.object), r, why.join(", ").into())
                     }
-                    _ => change(
-                        Action::Create,
-                        None,
-                        r,
-                        uri,
-                        Cow::Borrowed("new deployment"),
-                    ),
+                    _ => change(Action::Create, None, r, Cow::Borrowed("new deployment")),
                 });
             }
         }
@@ -443,9 +444,8 @@ pub fn compute(
             name: object.name.clone(),
             entry: None,
             reason: delete_reason(&object, cfg, registry).into(),
-            object: Some(object),
+            object: Some(Box::new(object)),
             resolved: None,
-            model_uri: None,
         });
     }
     plan.changes

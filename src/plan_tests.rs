@@ -129,7 +129,7 @@ fn empty_cluster_creates_everything() {
     assert_eq!(plan.changes[0].reason, "new deployment");
     assert_eq!(plan.changes[0].model(&reg), Some("fraud"));
     assert_eq!(
-        plan.changes[0].model_uri.as_deref(),
+        plan.changes[0].model_uri(&cfg()).as_deref(),
         Some("s3://bucket/mlruns/1/r1/artifacts/model")
     );
     assert_eq!(asked, 2);

@@ -1,5 +1,6 @@
 //! Where versions' files are: sources resolved to artifact locations, runs read in batches.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
@@ -15,6 +16,10 @@ use crate::settings::setting_tags;
 const RUN_BATCH: usize = 500;
 /// Experiments named per `runs/search` request (it needs their ids).
 const EXPERIMENT_BATCH: usize = 500;
+/// Versions resolved per pass: each pass reads its runs and drops them, so a cold sync of tens
+/// of thousands of versions never holds all their runs at once (one more `experiments/search`
+/// is not needed: the ids are read once).
+const RESOLVE_CHUNK: usize = 2_000;
 
 #[derive(Debug, Deserialize)]
 struct RunResponse {
@@ -184,17 +189,39 @@ impl MlflowClient {
     /// (`runs/search`, [`RUN_BATCH`] runs a request) rather than one `runs/get` each: a cold
     /// sync of thousands of versions is then a handful of requests. A run the batch does not
     /// return is still read with `runs/get`, so every outcome is the same as one by one.
-    pub fn resolve_all(&self, versions: &[ModelVersion]) -> Result<Vec<EntryResult<Resolved>>> {
+    pub fn resolve_all(&self, versions: &[&ModelVersion]) -> Result<Vec<EntryResult<Resolved>>> {
+        let mut experiments = None;
+        let mut out = Vec::with_capacity(versions.len());
+        for chunk in versions.chunks(RESOLVE_CHUNK) {
+            out.extend(self.resolve_chunk(chunk, &mut experiments)?);
+        }
+        Ok(out)
+    }
+
+    /// One pass of [`resolve_all`](Self::resolve_all); `experiments` are the experiment ids,
+    /// read by the first pass that needs them.
+    fn resolve_chunk(
+        &self,
+        versions: &[&ModelVersion],
+        experiments: &mut Option<Option<Vec<String>>>,
+    ) -> Result<Vec<EntryResult<Resolved>>> {
         // Threads only for what needs a request (each thread's allocations stay in its own
         // malloc arena: thousands of copies made on 16 threads cost megabytes of memory).
-        let unknown: Vec<&ModelVersion> = versions.iter().filter(|v| v.source.is_none()).collect();
+        let unknown: Vec<&ModelVersion> = versions
+            .iter()
+            .copied()
+            .filter(|v| v.source.is_none())
+            .collect();
         let mut fetched =
             parallel_map(&unknown, self.concurrency, |v| self.complete(v))?.into_iter();
-        let completed: Vec<EntryResult<ModelVersion>> = versions
+        let completed: Vec<EntryResult<Cow<ModelVersion>>> = versions
             .iter()
             .map(|v| match v.source {
-                Some(_) => Ok(v.clone()),
-                None => fetched.next().expect("one result per unknown version"),
+                Some(_) => Ok(Cow::Borrowed(*v)),
+                None => fetched
+                    .next()
+                    .expect("one result per unknown version")
+                    .map(Cow::Owned),
             })
             .collect();
         let run_ids: BTreeSet<String> = completed
@@ -206,8 +233,8 @@ impl MlflowClient {
             })
             .collect();
         let run_ids: Vec<String> = run_ids.into_iter().collect();
-        let runs = self.runs_by_id(&run_ids)?;
-        let offline = |v: &EntryResult<ModelVersion>| match v {
+        let runs = self.runs_by_id(&run_ids, experiments)?;
+        let offline = |v: &EntryResult<Cow<ModelVersion>>| match v {
             Err(_) => true,
             Ok(v) => match v.source.as_deref().map(parse_source) {
                 Some(Ok(Source::Run { run_id, .. })) => runs.contains_key(&run_id),
@@ -218,7 +245,7 @@ impl MlflowClient {
         let online: Vec<&ModelVersion> = completed
             .iter()
             .filter(|v| !offline(v))
-            .filter_map(|v| v.as_ref().ok())
+            .filter_map(|v| v.as_deref().ok())
             .collect();
         let mut located =
             parallel_map(&online, self.concurrency, |v| self.locate(v, &runs))?.into_iter();
@@ -246,7 +273,11 @@ impl MlflowClient {
     /// Artifact URI and experiment of many runs, by `runs/search` over every experiment. Runs
     /// it does not find are left out (the caller reads them one by one). A server that does not
     /// support the search (404, 400) gets an empty answer; any other failure is an error.
-    fn runs_by_id(&self, run_ids: &[String]) -> Result<HashMap<String, RunLocation>> {
+    fn runs_by_id(
+        &self,
+        run_ids: &[String],
+        experiments: &mut Option<Option<Vec<String>>>,
+    ) -> Result<HashMap<String, RunLocation>> {
         let mut found = HashMap::new();
         // Ids go into a filter string: only plain ones (MLflow's are hex).
         let ids: Vec<&str> = run_ids
@@ -261,7 +292,11 @@ impl MlflowClient {
         if ids.len() <= 2 {
             return Ok(found);
         }
-        let Some(experiments) = self.experiment_ids()? else {
+        let experiments = match experiments {
+            Some(known) => known,
+            None => experiments.insert(self.experiment_ids()?),
+        };
+        let Some(experiments) = experiments.as_deref() else {
             return Ok(found);
         };
         let batches: Vec<(&[String], &[&str])> = experiments
