@@ -608,3 +608,56 @@ fn large_registry_plans_across_chunks() {
         r.stdout
     );
 }
+
+#[test]
+fn deletion_guard_after_a_rename_names_what_the_registry_asks_for() {
+    // Renaming the only model of a namespace plans `+ new`, `- old`: the guard refuses, and
+    // says the registry asks for another object, not for nothing (text, JSON, plan and sync).
+    let Some(sb) = Sandbox::get() else { return };
+    let ml = sb.mlflow();
+    let p = unique("rename");
+    let ns = sb.namespace("sync-rename");
+    let old = format!("{p}-old");
+    ml.model(&old);
+    let v = ml.version_from_run(&old, &ml.experiment(&unique("exp")));
+    ml.stage(&old, &v, "Production");
+    run_expect(sb.m2s(&ns, &p).arg("sync"), 0);
+    let new = format!("{p}-new");
+    ml.post(
+        "registered-models/rename",
+        json!({ "name": old, "new_name": new }),
+    );
+    let before = sb.resource_versions(&ns);
+    let wanted =
+        format!("the registry asks for none of them but for 1 other (\"{new}-production\")");
+    let r = run_expect(sb.m2s(&ns, &p).arg("plan"), 1);
+    assert!(
+        r.stdout.contains(&format!("+ {new}-production")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr
+            .contains("refusing to delete the only SeldonDeployment m2s manages")
+            && r.stderr.contains(&wanted),
+        "{}",
+        r.stderr
+    );
+    let r = run_expect(sb.m2s(&ns, &p).args(["plan", "-o", "json"]), 1);
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["deletion_guard"]["refused"], true);
+    assert!(
+        plan["deletion_guard"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&wanted),
+        "{plan}"
+    );
+    let r = run_expect(sb.m2s(&ns, &p).arg("sync"), 1);
+    assert!(r.stderr.contains(&wanted), "{}", r.stderr);
+    assert_eq!(sb.resource_versions(&ns), before, "nothing written");
+    // Allowed, the rename goes through.
+    run_expect(sb.m2s(&ns, &p).args(["sync", "--allow-delete-all"]), 0);
+    let names: Vec<String> = sb.seldon_deployments(&ns).into_keys().collect();
+    assert_eq!(names, [format!("{new}-production")]);
+}
