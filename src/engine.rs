@@ -269,7 +269,14 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
             stdout.flush()?;
             deletion_guard(plan, config, guard)?;
             let failures = apply(&prepared, config, dry_run);
-            writeln!(stdout, "{}", summary_line(plan, failures.len(), dry_run))?;
+            let failed = |action| failures.iter().filter(|(a, _)| *a == action).count();
+            let done = [Action::Create, Action::Update, Action::Delete]
+                .map(|action| plan.count(action) - failed(action));
+            writeln!(
+                stdout,
+                "{}",
+                summary_line(plan, done, failures.len(), dry_run)
+            )?;
             log::debug!(
                 "requests: MLflow {}, Kubernetes {} ({} writes)",
                 prepared.mlflow_requests,
@@ -277,11 +284,16 @@ fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
                 prepared.kube.writes_sent()
             );
             if !failures.is_empty() {
+                let n = plan.changes.len();
                 anyhow::bail!(
-                    "{} of {} changes failed: {}",
+                    "{} of {n} {} failed: {}",
                     failures.len(),
-                    plan.changes.len(),
-                    failures.join("; ")
+                    if n == 1 { "change" } else { "changes" },
+                    failures
+                        .iter()
+                        .map(|(_, f)| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
             }
             if !plan.errors.is_empty() {
@@ -324,9 +336,9 @@ async fn write_change(
 }
 
 /// Applies every change with bounded concurrency; one failure does not stop the others.
-/// Returns the failures, each naming its object.
-fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<String> {
-    let results: Vec<(String, Result<()>)> = prepared.runtime.block_on(
+/// Returns the failures, each with its action and a message naming its object.
+fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<(Action, String)> {
+    let results: Vec<(Action, String, Result<()>)> = prepared.runtime.block_on(
         stream::iter(&prepared.plan.changes)
             .map(|change| async move {
                 let result = write_change(prepared, config, change, dry_run).await;
@@ -344,15 +356,15 @@ fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<String> {
                     ),
                     Err(e) => log::error!("{}: {e:#}", change.name),
                 }
-                (change.name.clone(), result)
+                (change.action, change.name.clone(), result)
             })
             .buffer_unordered(config.concurrency)
             .collect(),
     );
-    let mut failures: Vec<String> = results
+    let mut failures: Vec<(Action, String)> = results
         .into_iter()
-        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e:#}")))
+        .filter_map(|(action, name, r)| r.err().map(|e| (action, format!("{name}: {e:#}"))))
         .collect();
-    failures.sort();
+    failures.sort_by(|a, b| a.1.cmp(&b.1));
     failures
 }

@@ -113,20 +113,18 @@ pub fn render_text(plan: &Plan, registry: &Registry, cfg: &DeployConfig) -> Stri
     out
 }
 
-/// The last line of `sync`.
-pub fn summary_line(plan: &Plan, failed: usize, dry_run: bool) -> String {
+/// The last line of `sync`: `done` are the changes that succeeded (created, updated,
+/// deleted), `failed` those that did not.
+pub fn summary_line(plan: &Plan, done: [usize; 3], failed: usize, dry_run: bool) -> String {
+    let [created, updated, deleted] = done;
     format!(
-        "{}{} created, {} updated, {} deleted, {} unchanged, {} failed, {} not deployable.",
+        "{}{created} created, {updated} updated, {deleted} deleted, {} unchanged, {failed} failed, {} not deployable.",
         if dry_run {
             "Dry run (nothing persisted): "
         } else {
             "Sync: "
         },
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Delete),
         plan.unchanged.len(),
-        failed,
         plan.errors.len()
     )
 }

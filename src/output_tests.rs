@@ -205,8 +205,9 @@ fn summary_line_counts() {
     let c = cfg("seldon-v1");
     let reg = registry(&c);
     assert_eq!(
-        summary_line(&sample(&reg), 1, false),
-        "Sync: 1 created, 1 updated, 1 deleted, 1 unchanged, 1 failed, 1 not deployable."
+        summary_line(&sample(&reg), [1, 0, 1], 1, false),
+        "Sync: 1 created, 0 updated, 1 deleted, 1 unchanged, 1 failed, 1 not deployable."
     );
-    assert!(summary_line(&sample(&reg), 0, true).starts_with("Dry run (nothing persisted): "));
+    assert!(summary_line(&sample(&reg), [1, 1, 1], 0, true)
+        .starts_with("Dry run (nothing persisted): 1 created"));
 }

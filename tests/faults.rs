@@ -550,6 +550,110 @@ fn assert_clean(results: &[common::RunResult]) {
     );
 }
 
+/// A gate the proxy's handler waits at: `reached()` tells when the first request got there,
+/// `open()` lets it (and every later one) through.
+#[derive(Clone, Default)]
+struct Gate(std::sync::Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Called by the proxy: note the arrival, then wait (at most 60 s) until open.
+    fn pass(&self) {
+        let (lock, cv) = &*self.0;
+        let mut state = lock.lock().unwrap();
+        state.0 = true;
+        cv.notify_all();
+        let _ = cv
+            .wait_timeout_while(state, Duration::from_secs(60), |s| !s.1)
+            .unwrap();
+    }
+    fn reached(&self) -> bool {
+        let (lock, cv) = &*self.0;
+        let state = lock.lock().unwrap();
+        cv.wait_timeout_while(state, Duration::from_secs(60), |s| !s.0)
+            .unwrap()
+            .0
+             .0
+    }
+    fn open(&self) {
+        let (lock, cv) = &*self.0;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+}
+
+#[test]
+fn an_object_changed_between_list_and_write_is_a_reported_conflict() {
+    // m2s LISTs, then reads the moved versions' runs from MLflow, then writes. The proxy holds
+    // that MLflow read until the test has edited one object: its update then meets a 409
+    // (resourceVersion precondition), is reported naming the object, the other update applies,
+    // the run exits 1, and the next run converges.
+    let Some(sb) = sandbox() else { return };
+    let d = Deployed::new(sb, "flt-409", 2);
+    let mlflow = d.sb.mlflow();
+    for model in &d.models {
+        let v = mlflow.version_from_run(model, &d.experiment);
+        mlflow.stage(model, &v, "Production");
+    }
+    let gate = Gate::default();
+    let held = gate.clone();
+    let proxy = Proxy::start(mlflow.url(), move |r| {
+        if r.path().contains("/runs/") {
+            held.pass();
+        }
+        Reply::Forward
+    });
+    let mut cmd = d.m2s_via(&proxy.url());
+    let sync = std::thread::spawn(move || run(cmd.arg("sync")));
+    assert!(gate.reached(), "m2s never read a run from MLflow");
+    let (edited, other) = (d.deployment(&d.models[0]), d.deployment(&d.models[1]));
+    d.sb.kubectl_ok(&[
+        "-n",
+        &d.ns,
+        "label",
+        "seldondeployment",
+        &edited,
+        "edited-by=someone",
+    ]);
+    gate.open();
+    let r = sync.join().unwrap();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains(&format!("1 of 2 changes failed: {edited}: "))
+            && r.stderr
+                .contains("the object changed since m2s listed it; not overwritten"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout
+            .contains("1 updated, 0 deleted, 0 unchanged, 1 failed"),
+        "{}",
+        r.stdout
+    );
+    let objects = d.sb.seldon_deployments(&d.ns);
+    let version =
+        |name: &str| objects[name]["metadata"]["annotations"]["m2s.io/model-version"].clone();
+    assert_eq!(version(&other), "2", "the other update applied");
+    assert_eq!(
+        version(&edited),
+        "1",
+        "the edited object was not overwritten"
+    );
+    // The next run converges (and keeps the label someone else added).
+    run_expect(d.m2s().arg("sync"), 0);
+    let objects = d.sb.seldon_deployments(&d.ns);
+    assert_eq!(
+        objects[&edited]["metadata"]["annotations"]["m2s.io/model-version"],
+        "2"
+    );
+    assert_eq!(
+        objects[&edited]["metadata"]["labels"]["edited-by"],
+        "someone"
+    );
+    run_expect(d.m2s().args(["plan", "--detailed-exitcode"]), 0);
+}
+
 #[test]
 fn two_syncs_at_once_converge() {
     let Some(sb) = sandbox() else { return };
