@@ -81,8 +81,8 @@ SRC
   rm -f "$r2"/*_test.go
   mkdir -p "$tree/.go/src/k8s.io" "$M2S_SANDBOX_CACHE/gohome"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
-  log "building kube-apiserver $KUBE_VERSION (about 4 min on 2 cores)"
-  run_step "build kube-apiserver" "$buildlog" bash -c "cd '$tree' && \
+  log "building kube-apiserver $KUBE_VERSION once (about 4 min on 2 cores; cached afterwards)"
+  run_step_progress "build kube-apiserver" "$buildlog" bash -c "cd '$tree' && \
     GOPATH='$tree/.go' CGO_ENABLED=0 HOME='$M2S_SANDBOX_CACHE/gohome' \
     GOCACHE='$M2S_SANDBOX_CACHE/gocache' make WHAT=cmd/kube-apiserver"
   out="$tree/_output/bin/kube-apiserver"
@@ -101,7 +101,7 @@ if [[ ! -x "$VENV_DIR/bin/mlflow" ]]; then
   [[ -x "$VENV_DIR/bin/pip" ]] || run_step "create MLflow venv (again)" "$LOGS/mlflow-install.log" \
     python3 -m venv --clear "$VENV_DIR"
   [[ -x "$VENV_DIR/bin/pip" ]] || fail "create MLflow venv" "$LOGS/mlflow-install.log" "no pip in $VENV_DIR after python3 -m venv"
-  run_step "pip install $MLFLOW_PIP_SPEC (about 2 min)" "$LOGS/mlflow-install.log" \
+  run_step_progress "pip install $MLFLOW_PIP_SPEC (about 2 min)" "$LOGS/mlflow-install.log" \
     "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "$MLFLOW_PIP_SPEC"
 fi
 log "installed: $BIN_DIR ($(ls "$BIN_DIR" | tr '\n' ' ')), MLflow $("$VENV_DIR/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)"

@@ -34,6 +34,30 @@ run_step() {
   fi
 }
 
+# run_step_progress STEP LOGFILE CMD...: run_step for a long, quiet command: every 20 s it says
+# how long it has run and what the log's last line is, so a first install never looks hung.
+run_step_progress() {
+  local step="$1" logfile="$2"; shift 2
+  mkdir -p "$(dirname "$logfile")"
+  log "$step (log: $logfile)"
+  local started=$SECONDS
+  "$@" >>"$logfile" 2>&1 &
+  local pid=$! last
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -0 "$pid" 2>/dev/null || break
+    last="$(tail -n 1 "$logfile" 2>/dev/null | cut -c1-90)"
+    log "  $step: $(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s so far${last:+ — $last}"
+  done
+  if ! wait "$pid"; then
+    fail "$step" "$logfile" "command failed: $*"
+  fi
+  log "  $step: done in $(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
