@@ -63,14 +63,52 @@ Create the name of the service account to use
 {{- end }}
 
 {{/*
-The namespace of the SeldonDeployments m2s manages (default: the release namespace).
+A serving setting: serving.<key>, else the deprecated seldon.<key>. Call with (list . "key").
 */}}
-{{- define "m2s.seldonNamespace" -}}
-{{- default .Release.Namespace .Values.seldon.namespace }}
+{{- define "m2s.serving" -}}
+{{- $root := index . 0 }}
+{{- $key := index . 1 }}
+{{- $v := index $root.Values.serving $key }}
+{{- if not $v }}{{ $v = index ($root.Values.seldon | default dict) $key }}{{ end }}
+{{- $v }}
 {{- end }}
 
 {{/*
-Value of the m2s.io/instance label m2s puts on its SeldonDeployments (default: the release name).
+The namespace of the objects m2s manages (default: the release namespace).
+*/}}
+{{- define "m2s.servingNamespace" -}}
+{{- default .Release.Namespace (include "m2s.serving" (list . "namespace")) }}
+{{- end }}
+
+{{/*
+The API group and plural of the target's resource, as "group plural" (RBAC rules and NOTES).
+*/}}
+{{- define "m2s.targetResource" -}}
+{{- $resources := dict "seldon-v1" "machinelearning.seldon.io seldondeployments" "kserve" "serving.kserve.io inferenceservices" "seldon-v2" "mlops.seldon.io models" }}
+{{- index $resources .Values.target }}
+{{- end }}
+
+{{/*
+The kind m2s manages, for messages.
+*/}}
+{{- define "m2s.targetKind" -}}
+{{- $kinds := dict "seldon-v1" "SeldonDeployment" "kserve" "InferenceService" "seldon-v2" "Model" }}
+{{- index $kinds .Values.target }}
+{{- end }}
+
+{{/*
+The overlay as YAML text ("" when none).
+*/}}
+{{- define "m2s.overlay" -}}
+{{- if kindIs "string" .Values.overlay }}
+{{- .Values.overlay }}
+{{- else if .Values.overlay }}
+{{- toYaml .Values.overlay }}
+{{- end }}
+{{- end }}
+
+{{/*
+Value of the m2s.io/instance label m2s puts on its objects (default: the release name).
 */}}
 {{- define "m2s.instance" -}}
 {{- default .Release.Name .Values.instance }}
@@ -102,7 +140,16 @@ Checks of value combinations the schema cannot express. Renders nothing.
 {{- if ge (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds) }}
 {{- fail (printf "runTimeoutSeconds (%d) must be below activeDeadlineSeconds (%d), so that m2s stops by itself before Kubernetes kills the Job" (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds)) }}
 {{- end }}
-{{- if and .Values.seldon.createNamespace (eq (include "m2s.seldonNamespace" .) .Release.Namespace) }}
-{{- fail "seldon.createNamespace: the SeldonDeployment namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set seldon.namespace" }}
+{{- range $key, $old := (.Values.seldon | default dict) }}
+{{- if not (has $key (list "namespace" "createNamespace" "defaultImage" "registrySecret" "modelSecret")) }}
+{{- fail (printf "seldon.%s is not a setting (the deprecated seldon block takes namespace, createNamespace, defaultImage, registrySecret, modelSecret; use serving)" $key) }}
+{{- end }}
+{{- $new := index $.Values.serving $key }}
+{{- if and $new $old (ne (toString $new) (toString $old)) }}
+{{- fail (printf "serving.%s (%v) and the deprecated seldon.%s (%v) differ: set only serving.%s" $key $new $key $old $key) }}
+{{- end }}
+{{- end }}
+{{- if and (eq (include "m2s.serving" (list . "createNamespace")) "true") (eq (include "m2s.servingNamespace" .) .Release.Namespace) }}
+{{- fail "serving.createNamespace: the serving namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set serving.namespace" }}
 {{- end }}
 {{- end }}
