@@ -3,11 +3,18 @@
 #
 # Required (asked for when missing and stdin is a terminal; an error otherwise):
 #   M2S_MLFLOW_HOST            MLflow tracking server URL (no credentials in it)
-#   M2S_SELDON_DEPLOYMENT_NS   namespace of the SeldonDeployments
+#   M2S_NAMESPACE              namespace of the serving objects (-> serving.namespace); the old
+#                              M2S_SELDON_DEPLOYMENT_NS is accepted instead (both set and
+#                              different: an error)
 # Optional, taken from the environment when set (never asked for):
-#   M2S_MLFLOW_STORAGE_ROOT M2S_SELDON_DEF_IMAGE M2S_MLFLOW_DEPLOY_IMG_TAG M2S_REGISTRY_SECRET
-#   M2S_MODEL_SECRET M2S_STAGES M2S_ALIASES M2S_INSTANCE M2S_MODEL_FILTER M2S_MAX_DELETES
-#   M2S_CONCURRENCY M2S_REQUEST_TIMEOUT M2S_RUN_TIMEOUT M2S_DRY_RUN
+#   M2S_TARGET                 seldon-v1 (default), kserve or seldon-v2 (-> target)
+#   M2S_OVERLAY                a YAML or JSON file, the cluster-wide overlay (-> --set-file overlay=)
+#   M2S_SERVICE_ACCOUNT        ServiceAccount of the serving pods (-> serving.serviceAccount)
+#   M2S_SELDON_DEF_IMAGE M2S_REGISTRY_SECRET M2S_MODEL_SECRET (-> serving.defaultImage,
+#                              serving.registrySecret, serving.modelSecret)
+#   M2S_MLFLOW_STORAGE_ROOT M2S_MLFLOW_DEPLOY_IMG_TAG M2S_STAGES M2S_ALIASES M2S_INSTANCE
+#   M2S_MODEL_FILTER M2S_MAX_DELETES M2S_CONCURRENCY M2S_REQUEST_TIMEOUT M2S_RUN_TIMEOUT
+#   M2S_DRY_RUN
 #   M2S_MLFLOW_SECRET          name of an existing Secret (in RELEASE_NAMESPACE) with the MLflow
 #                              credentials (keys token, or username and password)
 # Deployment:
@@ -49,11 +56,19 @@ as_list() {
   printf '{%s}' "$out"
 }
 
+# The serving namespace under its target-neutral name; the old service's name is accepted.
+if [[ -n "${M2S_SELDON_DEPLOYMENT_NS:-}" ]]; then
+  if [[ -n "${M2S_NAMESPACE:-}" && "$M2S_NAMESPACE" != "$M2S_SELDON_DEPLOYMENT_NS" ]]; then
+    die "M2S_NAMESPACE ('$M2S_NAMESPACE') and the old M2S_SELDON_DEPLOYMENT_NS ('$M2S_SELDON_DEPLOYMENT_NS') differ: set only M2S_NAMESPACE"
+  fi
+  M2S_NAMESPACE="$M2S_SELDON_DEPLOYMENT_NS"
+fi
+
 declare -A DESCRIPTION=(
   [M2S_MLFLOW_HOST]="MLflow tracking server URL, e.g. http://mlflow.mlflow.svc:5000"
-  [M2S_SELDON_DEPLOYMENT_NS]="namespace of the SeldonDeployments m2s manages"
+  [M2S_NAMESPACE]="namespace of the serving objects m2s manages, e.g. models"
 )
-REQUIRED=(M2S_MLFLOW_HOST M2S_SELDON_DEPLOYMENT_NS)
+REQUIRED=(M2S_MLFLOW_HOST M2S_NAMESPACE)
 
 missing=()
 for var in "${REQUIRED[@]}"; do
@@ -64,7 +79,7 @@ if ((${#missing[@]})); then
     {
       echo "helm_deploy: missing required settings (stdin is not a terminal, so not asking):"
       for var in "${missing[@]}"; do printf '  %s  (%s)\n' "$var" "${DESCRIPTION[$var]}"; done
-      echo "Set them in the environment, e.g. M2S_MLFLOW_HOST=... M2S_SELDON_DEPLOYMENT_NS=... make helm_deploy"
+      echo "Set them in the environment, e.g. M2S_MLFLOW_HOST=... M2S_NAMESPACE=... make helm_deploy"
     } >&2
     exit 1
   fi
@@ -99,13 +114,27 @@ set_int() { # set_int KEY VAR: an integer value (--set, the schema wants a numbe
   args+=(--set "$1=$((10#$value))")
 }
 
+target="${M2S_TARGET:-seldon-v1}"
+case "$target" in
+  seldon-v1 | kserve | seldon-v2) ;;
+  *) die "M2S_TARGET must be seldon-v1, kserve or seldon-v2, not '$target'" ;;
+esac
+
 set_string mlflow.host "$M2S_MLFLOW_HOST"
-set_string seldon.namespace "$M2S_SELDON_DEPLOYMENT_NS"
+set_string serving.namespace "$M2S_NAMESPACE"
+[[ -z "${M2S_TARGET:-}" ]] || set_string target "$M2S_TARGET"
 [[ -z "${M2S_MLFLOW_STORAGE_ROOT:-}" ]] || set_string mlflow.storageRoot "$M2S_MLFLOW_STORAGE_ROOT"
-[[ -z "${M2S_SELDON_DEF_IMAGE:-}" ]] || set_string seldon.defaultImage "$M2S_SELDON_DEF_IMAGE"
+[[ -z "${M2S_SELDON_DEF_IMAGE:-}" ]] || set_string serving.defaultImage "$M2S_SELDON_DEF_IMAGE"
 [[ -z "${M2S_MLFLOW_DEPLOY_IMG_TAG:-}" ]] || set_string mlflow.imageTag "$M2S_MLFLOW_DEPLOY_IMG_TAG"
-[[ -z "${M2S_REGISTRY_SECRET:-}" ]] || set_string seldon.registrySecret "$M2S_REGISTRY_SECRET"
-[[ -z "${M2S_MODEL_SECRET:-}" ]] || set_string seldon.modelSecret "$M2S_MODEL_SECRET"
+[[ -z "${M2S_REGISTRY_SECRET:-}" ]] || set_string serving.registrySecret "$M2S_REGISTRY_SECRET"
+[[ -z "${M2S_MODEL_SECRET:-}" ]] || set_string serving.modelSecret "$M2S_MODEL_SECRET"
+[[ -z "${M2S_SERVICE_ACCOUNT:-}" ]] || set_string serving.serviceAccount "$M2S_SERVICE_ACCOUNT"
+if [[ -n "${M2S_OVERLAY:-}" ]]; then
+  # helm reads the file itself (its text becomes the value), so the overlay's content never
+  # appears on the command line; only its path does, escaped like a --set-string value.
+  [[ -f "$M2S_OVERLAY" && -r "$M2S_OVERLAY" ]] || die "M2S_OVERLAY: no readable file '$M2S_OVERLAY'"
+  args+=(--set-file "overlay=$(escape "$M2S_OVERLAY")")
+fi
 [[ -z "${M2S_INSTANCE:-}" ]] || set_string instance "$M2S_INSTANCE"
 [[ -z "${M2S_MODEL_FILTER:-}" ]] || set_string mlflow.modelFilter "$M2S_MODEL_FILTER"
 [[ -z "${M2S_MLFLOW_SECRET:-}" ]] || set_string mlflow.existingSecret "$M2S_MLFLOW_SECRET"
@@ -138,6 +167,6 @@ if [[ -n "${HELM_EXTRA_ARGS:-}" ]]; then
   args+=("${extra[@]}")
 fi
 
-printf 'helm_deploy: release %s in namespace %s, SeldonDeployments in namespace %s, MLflow %s\n' \
-  "$RELEASE" "$RELEASE_NAMESPACE" "$M2S_SELDON_DEPLOYMENT_NS" "$M2S_MLFLOW_HOST" >&2
+printf 'helm_deploy: release %s in namespace %s, target %s in namespace %s, MLflow %s\n' \
+  "$RELEASE" "$RELEASE_NAMESPACE" "$target" "$M2S_NAMESPACE" "$M2S_MLFLOW_HOST" >&2
 exec "$HELM" "${args[@]}"

@@ -8,37 +8,41 @@
 
 mod chart_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use chart_support::*;
-use serde_json::Value;
+use m2s::targets::{Setting, Target, TARGETS};
+use serde_json::{json, Value};
 
-const ROLE_VERBS: [&str; 6] = ["get", "list", "create", "patch", "update", "delete"];
+/// The verbs m2s sends: exactly what the chart's Role grants (no `update`: m2s never sends a PUT).
+const ROLE_VERBS: [&str; 5] = ["get", "list", "create", "patch", "delete"];
 
 // ---------------------------------------------------------------------------------------------
 // helm lint / template / schema
 
 #[test]
-fn lint_strict_passes() {
+fn lint_strict_passes_for_every_target() {
     let helm = need!(helm());
-    let out = run(Command::new(&helm)
-        .args(["lint", "--strict"])
-        .arg(chart_dir())
-        .args(["--set", &format!("mlflow.host={MLFLOW_HOST}")]))
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "helm lint --strict failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("0 chart(s) failed"),
-        "{}",
-        stdout(&out)
-    );
+    for target in TARGETS {
+        let out = run(Command::new(&helm)
+            .args(["lint", "--strict"])
+            .arg(chart_dir())
+            .args(["--set", &format!("mlflow.host={MLFLOW_HOST}")])
+            .args(["--set", &format!("target={}", target.id())])
+            .args(["--set-string", "overlay=metadata: {labels: {team: a}}"]))
+        .unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "{target:?}: helm lint --strict failed:\n{all}"
+        );
+        assert!(stdout(&out).contains("0 chart(s) failed"), "{all}");
+        // A value helm cannot merge (e.g. a string over a mapping default) only warns.
+        assert!(!all.contains("warning"), "{target:?}: {all}");
+    }
 }
 
 #[test]
@@ -59,9 +63,9 @@ fn template_renders_only_namespaced_objects() {
         &python,
         &[
             "--set",
-            "seldon.namespace=models",
+            "serving.namespace=models",
             "--set",
-            "seldon.createNamespace=true",
+            "serving.createNamespace=true",
         ],
     );
     let ns = one(&docs, "Namespace");
@@ -96,7 +100,11 @@ fn schema_rejects_unknown_keys_at_every_level() {
         "dryrun",
         "mlflow.hots",
         "mlflow.existingSecretKeys.tokn",
+        "serving.namspace",
+        "serving.seldonImage",
         "seldon.namspace",
+        // The deprecated block has only the keys it had; serviceAccount is new in serving.
+        "seldon.serviceAccount",
         "image.tga",
         "serviceAccount.crate",
         "rbac.createe",
@@ -115,7 +123,7 @@ fn schema_rejects_unknown_keys_at_every_level() {
 #[test]
 fn schema_rejects_wrong_types() {
     let helm = need!(helm());
-    let cases: [&[&str]; 9] = [
+    let cases: [&[&str]; 14] = [
         &["--set-string", "suspend=yes"],
         &["--set-string", "dryRun=true"],
         &["--set-string", "maxDeletes=3"],
@@ -124,7 +132,12 @@ fn schema_rejects_wrong_types() {
         &["--set", "concurrency=0"],
         &["--set", "schedule=5"],
         &["--set", "image.pullPolicy=Sometimes"],
+        &["--set", "serving.namespace=Not_A_Namespace"],
         &["--set", "seldon.namespace=Not_A_Namespace"],
+        &["--set", "serving.serviceAccount=Not_A_Name"],
+        &["--set-string", "serving.createNamespace=true"],
+        &["--set", "overlay=5"],
+        &["--set", "overlay=true"],
     ];
     for args in cases {
         let out = helm_template(&helm, args).unwrap();
@@ -133,6 +146,32 @@ fn schema_rejects_wrong_types() {
             stderr(&out).contains("schema"),
             "{args:?}: expected a schema error, got:\n{}",
             stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn schema_knows_exactly_the_targets_m2s_has() {
+    let helm = need!(helm());
+    // The enum is m2s's own list of targets, and the default is m2s's default.
+    let schema: Value =
+        serde_json::from_str(&fs::read_to_string(chart_dir().join("values.schema.json")).unwrap())
+            .unwrap();
+    let ids: Vec<&str> = TARGETS.iter().map(|t| t.id()).collect();
+    assert_eq!(schema["properties"]["target"]["enum"], json!(ids));
+    let values = fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
+    assert!(
+        values.contains(&format!("\ntarget: {}\n", ids[0])),
+        "values.yaml: the default target is not {}",
+        ids[0]
+    );
+    for bad in ["knative", "seldon", "KServe", ""] {
+        let out = helm_template(&helm, &["--set-string", &format!("target={bad}")]).unwrap();
+        assert!(!out.status.success(), "target {bad:?} was accepted");
+        let err = stderr(&out);
+        assert!(
+            err.contains("/target") && ids.iter().all(|id| err.contains(id)),
+            "target {bad:?}: expected a schema error listing the targets, got:\n{err}"
         );
     }
 }
@@ -156,7 +195,7 @@ fn missing_mlflow_host_fails_with_a_clear_message() {
 #[test]
 fn inconsistent_values_fail() {
     let helm = need!(helm());
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--set", "mlflow.host=https://user:secret@mlflow.example"],
             "must not contain credentials",
@@ -171,8 +210,16 @@ fn inconsistent_values_fail() {
             "must be below activeDeadlineSeconds",
         ),
         (
+            &["--set", "serving.createNamespace=true"],
+            "serving.createNamespace: the serving namespace is the release namespace",
+        ),
+        (
             &["--set", "seldon.createNamespace=true"],
-            "seldon.createNamespace",
+            "seldon.createNamespace: the serving namespace is the release namespace",
+        ),
+        (
+            &["--set-string", "overlay=- a list"],
+            "overlay is not a YAML or JSON mapping",
         ),
     ];
     for (args, message) in cases {
@@ -188,6 +235,158 @@ fn inconsistent_values_fail() {
             "the error repeats the credentials"
         );
     }
+}
+
+/// The keys the deprecated `seldon:` block shares with `serving:`, with a valid value each.
+const SERVING_KEYS: [(&str, &str); 5] = [
+    ("namespace", "models"),
+    ("createNamespace", "true"),
+    ("defaultImage", "registry.example/mlserver:1.2"),
+    ("registrySecret", "regcred"),
+    ("modelSecret", "s3-creds"),
+];
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn set_block(block: &str) -> Vec<String> {
+    SERVING_KEYS
+        .iter()
+        .flat_map(|(k, v)| ["--set".to_string(), format!("{block}.{k}={v}")])
+        .collect()
+}
+
+#[test]
+fn deprecated_seldon_keys_still_work() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let new = set_block("serving");
+    let old = set_block("seldon");
+    let with_new = render_yaml(&helm, &as_strs(&new));
+    // The old keys give byte-for-byte the same manifests, and so do both blocks agreeing.
+    assert_eq!(render_yaml(&helm, &as_strs(&old)), with_new);
+    let both: Vec<String> = new.iter().chain(&old).cloned().collect();
+    assert_eq!(render_yaml(&helm, &as_strs(&both)), with_new);
+    // ... and they do reach the manifests.
+    let docs = render(&helm, &python, &as_strs(&old));
+    assert_eq!(one(&docs, "Namespace")["metadata"]["name"], "models");
+    assert_eq!(one(&docs, "Role")["metadata"]["namespace"], "models");
+    for (var, value) in [
+        ("M2S_NAMESPACE", "models"),
+        ("M2S_SELDON_DEF_IMAGE", "registry.example/mlserver:1.2"),
+        ("M2S_REGISTRY_SECRET", "regcred"),
+        ("M2S_MODEL_SECRET", "s3-creds"),
+    ] {
+        assert_eq!(env_value(&docs, var).as_deref(), Some(value), "{var}");
+    }
+    assert_eq!(env_value(&docs, "M2S_SELDON_DEPLOYMENT_NS"), None);
+}
+
+#[test]
+fn serving_and_seldon_keys_that_disagree_fail_naming_both() {
+    let helm = need!(helm());
+    for (key, value) in SERVING_KEYS {
+        if key == "createNamespace" {
+            continue; // false is its default, so only `true` says anything: they cannot disagree.
+        }
+        let out = helm_template(
+            &helm,
+            &[
+                "--set",
+                &format!("serving.{key}={value}"),
+                "--set",
+                &format!("seldon.{key}=other"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            !out.status.success(),
+            "serving.{key} and seldon.{key} differ"
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("serving.{key} ({value})"))
+                && err.contains(&format!("seldon.{key} (other)")),
+            "{key}: expected an error naming both keys and values, got:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn settings_without_a_counterpart_on_the_target_fail() {
+    // The chart refuses at install what m2s would refuse at every run (config.rs), naming the
+    // value and the target; the settings a target has render as before.
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let settings = [
+        (
+            "defaultImage",
+            Setting::Image,
+            "M2S_SELDON_DEF_IMAGE",
+            "registry.example/img:1",
+        ),
+        (
+            "registrySecret",
+            Setting::RegistrySecret,
+            "M2S_REGISTRY_SECRET",
+            "regcred",
+        ),
+        (
+            "modelSecret",
+            Setting::ModelSecret,
+            "M2S_MODEL_SECRET",
+            "s3-creds",
+        ),
+        (
+            "serviceAccount",
+            Setting::ServiceAccount,
+            "M2S_SERVICE_ACCOUNT",
+            "models-sa",
+        ),
+    ];
+    let mut refused = 0;
+    for target in TARGETS {
+        for (key, setting, var, value) in settings {
+            let has = target.fields().iter().any(|f| f.setting == setting);
+            let blocks: &[&str] = if key == "serviceAccount" {
+                &["serving"]
+            } else {
+                &["serving", "seldon"]
+            };
+            for block in blocks {
+                let args = [
+                    "--set".to_string(),
+                    format!("target={}", target.id()),
+                    "--set-string".to_string(),
+                    format!("{block}.{key}={value}"),
+                ];
+                let args = as_strs(&args);
+                let out = helm_template(&helm, &args).unwrap();
+                if has {
+                    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+                    let docs = yaml_docs(&python, &stdout(&out));
+                    assert_eq!(env_value(&docs, var).as_deref(), Some(value), "{args:?}");
+                } else {
+                    refused += 1;
+                    assert!(!out.status.success(), "{args:?} was accepted");
+                    let err = stderr(&out);
+                    let expected = format!(
+                        "{block}.{key} has no counterpart on target {} ({})",
+                        target.id(),
+                        target.resource().kind
+                    );
+                    assert!(
+                        err.contains(&expected),
+                        "{args:?}: expected {expected:?} in:\n{err}"
+                    );
+                }
+            }
+        }
+    }
+    // seldon-v2: image, registry secret, service account (serving and seldon where both
+    // exist); kserve: model secret (both blocks).
+    assert_eq!(refused, 7);
 }
 
 #[test]
@@ -223,22 +422,72 @@ fn notes_tell_how_to_run_now_and_read_logs() {
     let _ = fs::remove_dir_all(dir);
 }
 
+#[test]
+fn notes_name_the_targets_kind_and_the_serving_namespace() {
+    let helm = need!(helm());
+    for target in TARGETS {
+        for (extra, ns) in [
+            (None, RELEASE_NS),
+            (Some("serving.namespace=models"), "models"),
+        ] {
+            let dir = temp_dir("notes");
+            let mut cmd = Command::new(&helm);
+            cmd.args(["install", "m2s"])
+                .arg(chart_dir())
+                .args(["-n", RELEASE_NS, "--dry-run=client"])
+                .args(["--set", &format!("mlflow.host={MLFLOW_HOST}")])
+                .args(["--set", &format!("target={}", target.id())])
+                .env("KUBECONFIG", dir.join("none"))
+                .env("HELM_CACHE_HOME", dir.join("cache"))
+                .env("HELM_CONFIG_HOME", dir.join("config"))
+                .env("HELM_DATA_HOME", dir.join("data"));
+            if let Some(extra) = extra {
+                cmd.args(["--set", extra]);
+            }
+            let out = run(&mut cmd).unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            let text = stdout(&out);
+            let notes = text.split("NOTES:").nth(1).expect("NOTES in the output");
+            let r = target.resource();
+            let expected = [
+                format!(
+                    "to {}s (target {}) in namespace {ns} (",
+                    r.kind,
+                    target.id()
+                ),
+                format!(
+                    "kubectl get {} -n {ns} -l m2s.io/instance=m2s",
+                    r.qualified_plural()
+                ),
+            ];
+            for e in expected {
+                assert!(notes.contains(&e), "{target:?}: no {e:?} in\n{notes}");
+            }
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendered manifests
 
-/// Every value the chart has, set.
+/// Every value the chart has, set (target seldon-v1: the one with every serving.* setting).
 #[rustfmt::skip]
 const FULL: &[&str] = &[
-    "--set", "seldon.namespace=models",
-    "--set", "seldon.createNamespace=true",
+    "--set", "target=seldon-v1",
+    "--set", "serving.namespace=models",
+    "--set", "serving.createNamespace=true",
     "--set-string", "mlflow.storageRoot=s3://bucket/mlruns",
     "--set-string", "mlflow.imageTag=serving-image",
     "--set-string", "mlflow.modelFilter=name LIKE 'team-a-%'",
     "--set", "mlflow.insecureTls=true",
     "--set", "mlflow.existingSecret=mlflow-creds",
-    "--set-string", "seldon.defaultImage=registry.example/mlserver:1.2",
-    "--set", "seldon.registrySecret=regcred",
-    "--set", "seldon.modelSecret=s3-creds",
+    "--set-string", "serving.defaultImage=registry.example/mlserver:1.2",
+    "--set", "serving.registrySecret=regcred",
+    "--set", "serving.modelSecret=s3-creds",
+    "--set", "serving.serviceAccount=models-sa",
+    "--set", "overlay.metadata.labels.cost-center=ml",
+    "--set", "overlay.metadata.annotations.team=a",
     "--set", "stages={Production}",
     "--set", "aliases={champion,challenger}",
     "--set", "instance=team-a",
@@ -272,7 +521,30 @@ fn manifests_validate_against_kubernetes_1_30() {
     let helm = need!(helm());
     need!(kv_python());
     let dir = temp_dir("kv");
-    for (name, args) in [("default", &[][..]), ("full", FULL)] {
+    let overlay_text = "# platform settings\nmetadata:\n  labels: {cost-center: ml}\n";
+    let string_overlay = format!("overlay={overlay_text}");
+    let kserve: &[&str] = &[
+        "--set",
+        "target=kserve",
+        "--set",
+        "serving.namespace=models",
+        "--set",
+        "serving.serviceAccount=models-sa",
+        "--set-string",
+        &string_overlay,
+    ];
+    let base = [
+        "serviceaccount/m2s",
+        "role/m2s",
+        "rolebinding/m2s",
+        "cronjob/m2s",
+    ];
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        ("default", &[], &[]),
+        ("full", FULL, &["namespace/models", "configmap/m2s-overlay"]),
+        ("kserve", kserve, &["configmap/m2s-overlay"]),
+    ];
+    for (name, args, extra) in cases {
         let file = dir.join(format!("{name}.yaml"));
         fs::write(&file, render_yaml(&helm, args)).unwrap();
         let out = run(Command::new("bash")
@@ -284,13 +556,19 @@ fn manifests_validate_against_kubernetes_1_30() {
             out.status.success(),
             "{name}: kubernetes-validate --strict failed:\n{all}"
         );
-        let expected = if name == "full" { 5 } else { 4 };
         assert_eq!(
             all.matches("passed for resource").count(),
-            expected,
+            base.len() + extra.len(),
             "{name}:\n{all}"
         );
-        assert!(all.contains("cronjob/m2s against version 1.30"), "{all}");
+        for resource in base.iter().chain(extra) {
+            assert!(
+                all.contains(&format!(
+                    "passed for resource {resource} against version 1.30"
+                )),
+                "{name}: {resource} not validated:\n{all}"
+            );
+        }
     }
     // The validator does catch a broken manifest (the check is not vacuous).
     let bad = render_yaml(&helm, &[]).replace(
@@ -311,60 +589,63 @@ fn manifests_validate_against_kubernetes_1_30() {
 }
 
 #[test]
-fn rbac_is_namespaced_minimal_and_in_the_seldon_namespace() {
+fn rbac_is_namespaced_minimal_and_on_exactly_the_targets_resource() {
     let helm = need!(helm());
     let python = need!(kv_python());
-    for (args, seldon_ns) in [
-        (&[][..], RELEASE_NS),
-        (&["--set", "seldon.namespace=models"][..], "models"),
-    ] {
-        let docs = render(&helm, &python, args);
-        for k in ["ClusterRole", "ClusterRoleBinding", "Secret"] {
-            assert!(docs.iter().all(|d| kind(d) != k), "a {k} is rendered");
-        }
-        let role = one(&docs, "Role");
-        assert_eq!(role["metadata"]["namespace"], seldon_ns);
-        let rules = role["rules"].as_array().unwrap();
-        assert_eq!(rules.len(), 1, "{rules:?}");
-        assert_eq!(
-            rules[0]["apiGroups"],
-            serde_json::json!(["machinelearning.seldon.io"])
-        );
-        assert_eq!(
-            rules[0]["resources"],
-            serde_json::json!(["seldondeployments"])
-        );
-        assert!(
-            rules[0].get("resourceNames").is_none() && rules[0].get("nonResourceURLs").is_none()
-        );
-        let verbs: BTreeSet<&str> = rules[0]["verbs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert_eq!(verbs, BTreeSet::from(ROLE_VERBS));
-        assert!(!role.to_string().contains("secrets"));
+    // target x serving namespace: the Role names exactly the resource m2s uses for that target.
+    for target in TARGETS {
+        let r = target.resource();
+        let set_target = format!("target={}", target.id());
+        for (ns_args, serving_ns) in [
+            (&[][..], RELEASE_NS),
+            (&["--set", "serving.namespace=models"][..], "models"),
+        ] {
+            let mut args = vec!["--set", set_target.as_str()];
+            args.extend_from_slice(ns_args);
+            let docs = render(&helm, &python, &args);
+            for k in ["ClusterRole", "ClusterRoleBinding", "Secret"] {
+                assert!(docs.iter().all(|d| kind(d) != k), "a {k} is rendered");
+            }
+            let role = one(&docs, "Role");
+            assert_eq!(role["metadata"]["namespace"], serving_ns);
+            let rules = role["rules"].as_array().unwrap();
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            assert_eq!(rules[0]["apiGroups"], json!([r.group]), "{target:?}");
+            assert_eq!(rules[0]["resources"], json!([r.plural]), "{target:?}");
+            assert!(
+                rules[0].get("resourceNames").is_none()
+                    && rules[0].get("nonResourceURLs").is_none()
+            );
+            let verbs: Vec<&str> = rules[0]["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(verbs, ROLE_VERBS, "{target:?}");
+            assert!(!role.to_string().contains("secrets"));
 
-        let sa = one(&docs, "ServiceAccount");
-        assert_eq!(sa["metadata"]["namespace"], RELEASE_NS);
-        assert_eq!(sa["automountServiceAccountToken"], false);
-        let binding = one(&docs, "RoleBinding");
-        assert_eq!(binding["metadata"]["namespace"], seldon_ns);
-        assert_eq!(binding["roleRef"]["kind"], "Role");
-        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-        assert_eq!(
-            binding["subjects"],
-            serde_json::json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": RELEASE_NS}])
-        );
-        assert_eq!(
-            pod_spec(&docs)["serviceAccountName"],
-            sa["metadata"]["name"]
-        );
-        assert_eq!(
-            env_value(&docs, "M2S_SELDON_DEPLOYMENT_NS").as_deref(),
-            Some(seldon_ns)
-        );
+            let sa = one(&docs, "ServiceAccount");
+            assert_eq!(sa["metadata"]["namespace"], RELEASE_NS);
+            assert_eq!(sa["automountServiceAccountToken"], false);
+            let binding = one(&docs, "RoleBinding");
+            assert_eq!(binding["metadata"]["namespace"], serving_ns);
+            assert_eq!(binding["roleRef"]["kind"], "Role");
+            assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+            assert_eq!(
+                binding["subjects"],
+                json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": RELEASE_NS}])
+            );
+            assert_eq!(
+                pod_spec(&docs)["serviceAccountName"],
+                sa["metadata"]["name"]
+            );
+            assert_eq!(
+                env_value(&docs, "M2S_NAMESPACE").as_deref(),
+                Some(serving_ns)
+            );
+            assert_eq!(env_value(&docs, "M2S_TARGET").as_deref(), Some(target.id()));
+        }
     }
 }
 
@@ -470,8 +751,9 @@ fn env_vars_are_rendered_only_for_set_values() {
         [
             "M2S_INSTANCE",
             "M2S_MLFLOW_HOST",
+            "M2S_NAMESPACE",
             "M2S_RUN_TIMEOUT",
-            "M2S_SELDON_DEPLOYMENT_NS",
+            "M2S_TARGET",
             "RUST_LOG"
         ]
         .into_iter()
@@ -482,17 +764,24 @@ fn env_vars_are_rendered_only_for_set_values() {
         env_value(&docs, "M2S_MLFLOW_HOST").as_deref(),
         Some(MLFLOW_HOST)
     );
-    // Defaults: the release name and namespace.
+    // Defaults: the release name and namespace, m2s's default target.
     assert_eq!(env_value(&docs, "M2S_INSTANCE").as_deref(), Some("m2s"));
     assert_eq!(
-        env_value(&docs, "M2S_SELDON_DEPLOYMENT_NS").as_deref(),
+        env_value(&docs, "M2S_NAMESPACE").as_deref(),
         Some(RELEASE_NS)
+    );
+    assert_eq!(
+        env_value(&docs, "M2S_TARGET").as_deref(),
+        Some(TARGETS[0].id())
     );
 
     let docs = render(&helm, &python, FULL);
     let expected = [
         ("M2S_MLFLOW_HOST", MLFLOW_HOST),
-        ("M2S_SELDON_DEPLOYMENT_NS", "models"),
+        ("M2S_TARGET", "seldon-v1"),
+        ("M2S_NAMESPACE", "models"),
+        ("M2S_SERVICE_ACCOUNT", "models-sa"),
+        ("M2S_OVERLAY", "/etc/m2s/overlay/overlay.yaml"),
         ("M2S_MLFLOW_STORAGE_ROOT", "s3://bucket/mlruns"),
         ("M2S_SELDON_DEF_IMAGE", "registry.example/mlserver:1.2"),
         ("M2S_MLFLOW_DEPLOY_IMG_TAG", "serving-image"),
@@ -512,6 +801,18 @@ fn env_vars_are_rendered_only_for_set_values() {
     for (name, value) in expected {
         assert_eq!(env_value(&docs, name).as_deref(), Some(value), "{name}");
     }
+    // Every variable the container gets is one of these, plus the MLflow credentials.
+    let names: BTreeSet<String> = env_map(&docs).into_keys().collect();
+    let mut known: BTreeSet<String> = expected.iter().map(|(n, _)| n.to_string()).collect();
+    known.extend(
+        [
+            "MLFLOW_TRACKING_TOKEN",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(names, known);
     assert_eq!(container(&docs)["image"], "registry.example/m2s:1.0.0");
 
     // An empty stage list means "aliases only" and is passed on as such.
@@ -528,6 +829,136 @@ fn env_vars_are_rendered_only_for_set_values() {
     fs::write(&values, "stages: []\naliases: [\"*\"]\n").unwrap();
     let docs = render(&helm, &python, &["-f", values.to_str().unwrap()]);
     assert_eq!(env_value(&docs, "M2S_STAGES").as_deref(), Some(""));
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// The entries of list `list` called "overlay" (the pod's volumes, the container's mounts).
+fn overlay_entries(list: &Value) -> Vec<&Value> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .filter(|v| v["name"] == "overlay")
+        .collect()
+}
+
+/// The overlay's ConfigMap, the pod's volume and mount, and M2S_OVERLAY, checked to fit
+/// together; returns the overlay text m2s reads.
+fn rendered_overlay(docs: &[Value]) -> String {
+    let cm = one(docs, "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], "m2s-overlay");
+    assert_eq!(cm["metadata"]["namespace"], RELEASE_NS);
+    let data = cm["data"].as_object().expect("data");
+    assert_eq!(data.len(), 1, "{data:?}");
+    let volumes = overlay_entries(&pod_spec(docs)["volumes"]);
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0]["configMap"]["name"], cm["metadata"]["name"]);
+    let mounts = overlay_entries(&container(docs)["volumeMounts"]);
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0]["readOnly"], true);
+    let (key, text) = data.iter().next().unwrap();
+    let path = format!("{}/{key}", mounts[0]["mountPath"].as_str().unwrap());
+    assert_eq!(env_value(docs, "M2S_OVERLAY"), Some(path));
+    text.as_str().expect("text").to_string()
+}
+
+fn has_overlay(docs: &[Value]) -> bool {
+    let volume = !overlay_entries(&pod_spec(docs)["volumes"]).is_empty();
+    let mount = !overlay_entries(&container(docs)["volumeMounts"]).is_empty();
+    let cm = docs.iter().any(|d| kind(d) == "ConfigMap");
+    let env = env_map(docs).contains_key("M2S_OVERLAY");
+    assert!(
+        volume == mount && mount == cm && cm == env,
+        "volume {volume}, mount {mount}, ConfigMap {cm}, M2S_OVERLAY {env}"
+    );
+    cm
+}
+
+#[test]
+fn overlay_is_mounted_only_when_set() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    for args in [
+        &[][..],
+        &["--set", "overlay=null"],
+        &["--set-string", "overlay="],
+        &["--set-string", "overlay=  "],
+    ] {
+        assert!(!has_overlay(&render(&helm, &python, args)), "{args:?}");
+    }
+    let docs = render(&helm, &python, &["--set", "overlay.metadata.labels.a=b"]);
+    assert!(has_overlay(&docs));
+}
+
+#[test]
+fn overlay_mapping_reaches_m2s_as_given() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let dir = temp_dir("overlay");
+    // A values file, as platform teams keep it; `null` removes a field (RFC 7386) and must
+    // survive helm's merging of values.
+    let overlay = json!({
+        "metadata": {"labels": {"cost-center": "ml"}, "annotations": {"remove-me": null}},
+        "spec": {"predictor": {
+            "nodeSelector": {"pool": "ml"},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        }},
+    });
+    let values = dir.join("values.yaml");
+    fs::write(&values, format!("target: kserve\noverlay: {overlay}\n")).unwrap();
+    let docs = render(&helm, &python, &["-f", values.to_str().unwrap()]);
+    let text = rendered_overlay(&docs);
+    assert_eq!(yaml_docs(&python, &text), std::slice::from_ref(&overlay));
+    // m2s reads it as that patch, and accepts it for the target.
+    let target = m2s::targets::by_id("kserve").unwrap();
+    let parsed = m2s::overlay::Overlay::parse(&text, target).unwrap();
+    let expected = m2s::overlay::Overlay::parse(&overlay.to_string(), target).unwrap();
+    assert_eq!(parsed.hash(), expected.hash());
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn overlay_text_reaches_m2s_byte_for_byte() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let dir = temp_dir("overlay");
+    let texts = [
+        // YAML with comments, flow style and an indented first line (a block scalar would
+        // get that wrong), as `--set-file overlay=FILE` passes it.
+        "  # platform settings\n  metadata:\n    labels: {cost-center: ml}\n",
+        // JSON, no trailing newline.
+        r#"{"spec": {"predictor": {"nodeSelector": {"pool": "ml"}}}}"#,
+        // Trailing spaces and blank lines.
+        "metadata:\n  labels:\n    team: a   \n\n\n",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let file = dir.join(format!("overlay-{i}.yaml"));
+        fs::write(&file, text).unwrap();
+        let set = format!("overlay={}", file.display());
+        let docs = render(
+            &helm,
+            &python,
+            &["--set", "target=kserve", "--set-file", &set],
+        );
+        assert_eq!(rendered_overlay(&docs), *text, "overlay {i}");
+        let target = m2s::targets::by_id("kserve").unwrap();
+        m2s::overlay::Overlay::parse(text, target).unwrap();
+    }
+    // Not a mapping: refused at install, naming the value.
+    for text in ["- a\n- b\n", "just words\n", "{\"a\": [1,\n"] {
+        let file = dir.join("bad.yaml");
+        fs::write(&file, text).unwrap();
+        let out = helm_template(
+            &helm,
+            &["--set-file", &format!("overlay={}", file.display())],
+        )
+        .unwrap();
+        assert!(!out.status.success(), "{text:?} accepted");
+        assert!(
+            stderr(&out).contains("overlay is not a YAML or JSON mapping"),
+            "{text:?}: {}",
+            stderr(&out)
+        );
+    }
     let _ = fs::remove_dir_all(dir);
 }
 
@@ -595,14 +1026,16 @@ fn credentials_come_only_from_the_existing_secret() {
 // ---------------------------------------------------------------------------------------------
 // scripts/helm_deploy.sh and scripts/helm_delete.sh with fake helm and kubectl
 
-const M2S_VARS: [(&str, &str); 13] = [
+const M2S_VARS: [(&str, &str); 15] = [
     ("M2S_MLFLOW_HOST", "http://mlflow.example:5000"),
-    ("M2S_SELDON_DEPLOYMENT_NS", "models"),
+    ("M2S_NAMESPACE", "models"),
+    ("M2S_TARGET", "seldon-v1"),
     ("M2S_MLFLOW_STORAGE_ROOT", "s3://bucket/mlruns"),
     ("M2S_SELDON_DEF_IMAGE", "registry.example/mlserver:1.2"),
     ("M2S_MLFLOW_DEPLOY_IMG_TAG", "serving-image"),
     ("M2S_REGISTRY_SECRET", "regcred"),
     ("M2S_MODEL_SECRET", "s3-creds"),
+    ("M2S_SERVICE_ACCOUNT", "models-sa"),
     ("M2S_STAGES", "Production, Staging"),
     ("M2S_ALIASES", "champion,*"),
     ("M2S_INSTANCE", "team-a"),
@@ -611,6 +1044,17 @@ const M2S_VARS: [(&str, &str); 13] = [
     ("M2S_MAX_DELETES", "5"),
 ];
 
+/// `--set-file` values of a helm argv, as key -> file.
+fn set_files(argv: &[String]) -> BTreeMap<String, String> {
+    argv.windows(2)
+        .filter(|w| w[0] == "--set-file")
+        .map(|w| {
+            let (k, v) = w[1].split_once('=').expect("key=file");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn deploy_without_a_tty_lists_every_missing_setting_and_calls_nothing() {
     let fakes = Fakes::new(0, "{}");
@@ -618,7 +1062,7 @@ fn deploy_without_a_tty_lists_every_missing_setting_and_calls_nothing() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("M2S_MLFLOW_HOST") && err.contains("M2S_SELDON_DEPLOYMENT_NS"),
+        err.contains("M2S_MLFLOW_HOST") && err.contains("M2S_NAMESPACE"),
         "{err}"
     );
     assert!(fakes.calls("helm").is_empty(), "helm was called");
@@ -629,8 +1073,9 @@ fn deploy_without_a_tty_lists_every_missing_setting_and_calls_nothing() {
     .unwrap();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("M2S_SELDON_DEPLOYMENT_NS")
-            && !stderr(&out).contains("  M2S_MLFLOW_HOST")
+        stderr(&out).contains("  M2S_NAMESPACE") && !stderr(&out).contains("  M2S_MLFLOW_HOST"),
+        "{}",
+        stderr(&out)
     );
     assert!(fakes.calls("helm").is_empty(), "helm was called");
 }
@@ -638,14 +1083,22 @@ fn deploy_without_a_tty_lists_every_missing_setting_and_calls_nothing() {
 #[test]
 fn deploy_passes_the_environment_to_helm_upgrade_install() {
     let fakes = Fakes::new(0, "{}");
+    let overlay = fakes.dir.join("overlay.yaml");
+    fs::write(&overlay, "metadata: {labels: {team: a}}\n").unwrap();
     let mut cmd = fakes.script("helm_deploy.sh");
     cmd.envs(M2S_VARS)
+        .env("M2S_OVERLAY", &overlay)
         .env("IMAGE", "registry.example:5000/team/m2s:1.2.3")
         .env("RELEASE", "m2s-a")
         .env("RELEASE_NAMESPACE", "m2s-a-system")
         .env("MLFLOW_TRACKING_TOKEN", "tok-DO-NOT-LEAK");
     let out = run(&mut cmd).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("target seldon-v1 in namespace models"),
+        "{}",
+        stderr(&out)
+    );
     let calls = fakes.calls("helm");
     assert_eq!(calls.len(), 1, "{calls:?}");
     let argv = &calls[0];
@@ -660,14 +1113,20 @@ fn deploy_passes_the_environment_to_helm_upgrade_install() {
         !joined.contains("tok-DO-NOT-LEAK"),
         "a credential is on the helm command line"
     );
+    assert!(
+        !joined.contains("team: a"),
+        "the overlay's content is on the helm command line"
+    );
     let expected = [
         ("mlflow.host", "http://mlflow.example:5000"),
-        ("seldon.namespace", "models"),
+        ("serving.namespace", "models"),
+        ("target", "seldon-v1"),
         ("mlflow.storageRoot", "s3://bucket/mlruns"),
-        ("seldon.defaultImage", "registry.example/mlserver:1.2"),
+        ("serving.defaultImage", "registry.example/mlserver:1.2"),
         ("mlflow.imageTag", "serving-image"),
-        ("seldon.registrySecret", "regcred"),
-        ("seldon.modelSecret", "s3-creds"),
+        ("serving.registrySecret", "regcred"),
+        ("serving.modelSecret", "s3-creds"),
+        ("serving.serviceAccount", "models-sa"),
         ("stages", "{Production,Staging}"),
         ("aliases", "{champion,*}"),
         ("instance", "team-a"),
@@ -682,6 +1141,14 @@ fn deploy_passes_the_environment_to_helm_upgrade_install() {
         assert_eq!(sets.get(k).map(String::as_str), Some(v), "{k} in {joined}");
     }
     assert_eq!(sets.len(), expected.len(), "unexpected values in {joined}");
+    assert!(
+        sets.keys().all(|k| !k.starts_with("seldon.")),
+        "deprecated keys: {joined}"
+    );
+    assert_eq!(
+        set_files(argv),
+        BTreeMap::from([("overlay".to_string(), overlay.display().to_string())])
+    );
     let string_keys: Vec<&str> = argv
         .windows(2)
         .filter(|w| w[0] == "--set-string")
@@ -694,7 +1161,7 @@ fn deploy_passes_the_environment_to_helm_upgrade_install() {
     let out = run(fakes
         .script("helm_deploy.sh")
         .env("M2S_MLFLOW_HOST", "http://m:5000")
-        .env("M2S_SELDON_DEPLOYMENT_NS", "models")
+        .env("M2S_NAMESPACE", "models")
         .env("MLFLOW_TRACKING_PASSWORD", "pw-DO-NOT-LEAK"))
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -703,7 +1170,99 @@ fn deploy_passes_the_environment_to_helm_upgrade_install() {
         "{}",
         stderr(&out)
     );
-    assert!(!fakes.calls("helm")[0].join(" ").contains("pw-DO-NOT-LEAK"));
+    let argv = fakes.calls("helm").remove(0);
+    assert!(!argv.join(" ").contains("pw-DO-NOT-LEAK"));
+    // Unset optional settings are left to the chart's defaults.
+    let sets = set_strings(&argv);
+    assert_eq!(
+        sets.keys().collect::<Vec<_>>(),
+        ["mlflow.host", "serving.namespace"]
+    );
+    assert!(set_files(&argv).is_empty());
+}
+
+#[test]
+fn deploy_accepts_the_old_namespace_variable() {
+    for (vars, ok) in [
+        (&[("M2S_SELDON_DEPLOYMENT_NS", "models")][..], true),
+        (
+            &[
+                ("M2S_SELDON_DEPLOYMENT_NS", "models"),
+                ("M2S_NAMESPACE", "models"),
+            ][..],
+            true,
+        ),
+        (
+            &[
+                ("M2S_SELDON_DEPLOYMENT_NS", "old-ns"),
+                ("M2S_NAMESPACE", "new-ns"),
+            ][..],
+            false,
+        ),
+    ] {
+        let fakes = Fakes::new(0, "{}");
+        let out = run(fakes
+            .script("helm_deploy.sh")
+            .env("M2S_MLFLOW_HOST", "http://m:5000")
+            .envs(vars.iter().copied()))
+        .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.success(), ok, "{vars:?}: {err}");
+        if ok {
+            let sets = set_strings(&fakes.calls("helm")[0]);
+            assert_eq!(sets["serving.namespace"], "models");
+            assert!(!sets.contains_key("seldon.namespace"));
+        } else {
+            assert!(
+                err.contains("M2S_NAMESPACE ('new-ns')")
+                    && err.contains("M2S_SELDON_DEPLOYMENT_NS ('old-ns')"),
+                "{err}"
+            );
+            assert!(fakes.calls("helm").is_empty());
+        }
+    }
+}
+
+#[test]
+fn deploy_refuses_a_bad_target_or_a_missing_overlay_file() {
+    let cases = [
+        (
+            ("M2S_TARGET", "knative"),
+            "M2S_TARGET must be seldon-v1, kserve or seldon-v2, not 'knative'",
+        ),
+        (
+            ("M2S_OVERLAY", "/nonexistent/overlay.yaml"),
+            "M2S_OVERLAY: no readable file '/nonexistent/overlay.yaml'",
+        ),
+        // A directory is not an overlay file.
+        (("M2S_OVERLAY", "/"), "M2S_OVERLAY: no readable file '/'"),
+    ];
+    for ((var, value), message) in cases {
+        let fakes = Fakes::new(0, "{}");
+        let out = run(fakes
+            .script("helm_deploy.sh")
+            .env("M2S_MLFLOW_HOST", "http://m:5000")
+            .env("M2S_NAMESPACE", "models")
+            .env(var, value))
+        .unwrap();
+        assert!(!out.status.success(), "{var}={value} accepted");
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(fakes.calls("helm").is_empty());
+    }
+}
+
+/// Runs helm_deploy.sh with `vars` against the fakes, then the helm arguments it built through
+/// the real chart (`helm template`), and returns the manifests.
+fn deploy_through_the_real_chart(helm: &Path, python: &Path, vars: &[(&str, &str)]) -> Vec<Value> {
+    let fakes = Fakes::new(0, "{}");
+    let out = run(fakes.script("helm_deploy.sh").envs(vars.iter().copied())).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let argv = fakes.calls("helm").remove(0);
+    let mut cmd = Command::new(helm);
+    cmd.args(["template", &argv[2], &argv[3]]).args(&argv[4..]);
+    let out = run(&mut cmd).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    yaml_docs(python, &stdout(&out))
 }
 
 #[test]
@@ -711,15 +1270,7 @@ fn deploy_arguments_render_with_the_real_chart() {
     // The --set-string escaping (commas, lists) as helm itself reads it.
     let helm = need!(helm());
     let python = need!(kv_python());
-    let fakes = Fakes::new(0, "{}");
-    let out = run(fakes.script("helm_deploy.sh").envs(M2S_VARS)).unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let argv = fakes.calls("helm").remove(0);
-    let mut cmd = Command::new(&helm);
-    cmd.args(["template", &argv[2], &argv[3]]).args(&argv[4..]);
-    let out = run(&mut cmd).unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let docs = yaml_docs(&python, &stdout(&out));
+    let docs = deploy_through_the_real_chart(&helm, &python, &M2S_VARS);
     assert_eq!(
         env_value(&docs, "M2S_MODEL_FILTER").as_deref(),
         Some("name LIKE 'a,b%'")
@@ -732,12 +1283,39 @@ fn deploy_arguments_render_with_the_real_chart() {
         env_value(&docs, "M2S_ALIASES").as_deref(),
         Some("champion,*")
     );
+    assert_eq!(env_value(&docs, "M2S_NAMESPACE").as_deref(), Some("models"));
     assert_eq!(
-        env_value(&docs, "M2S_SELDON_DEPLOYMENT_NS").as_deref(),
-        Some("models")
+        env_value(&docs, "M2S_SERVICE_ACCOUNT").as_deref(),
+        Some("models-sa")
     );
     assert_eq!(one(&docs, "Role")["metadata"]["namespace"], "models");
     assert_eq!(args(&docs), ["sync", "--max-deletes", "5"]);
+    assert!(docs.iter().all(|d| kind(d) != "ConfigMap"));
+
+    // Another target, and an overlay file whose path has a comma and a backslash in it (helm
+    // parses --set-file like --set); its text arrives as it is.
+    let dir = temp_dir("deploy,overlay");
+    let overlay = dir.join("a\\b,c.yaml");
+    let text = "# platform\nspec:\n  predictor:\n    nodeSelector: {pool: ml}\n";
+    fs::write(&overlay, text).unwrap();
+    let overlay = overlay.to_str().unwrap();
+    let docs = deploy_through_the_real_chart(
+        &helm,
+        &python,
+        &[
+            ("M2S_MLFLOW_HOST", "http://m:5000"),
+            ("M2S_NAMESPACE", "models"),
+            ("M2S_TARGET", "kserve"),
+            ("M2S_OVERLAY", overlay),
+        ],
+    );
+    assert_eq!(env_value(&docs, "M2S_TARGET").as_deref(), Some("kserve"));
+    assert_eq!(
+        one(&docs, "Role")["rules"][0]["resources"],
+        json!(["inferenceservices"])
+    );
+    assert_eq!(rendered_overlay(&docs), text);
+    let _ = fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -746,7 +1324,7 @@ fn deploy_refuses_credentials_in_the_mlflow_url() {
     let out = run(fakes
         .script("helm_deploy.sh")
         .env("M2S_MLFLOW_HOST", "https://bob:hunter2@mlflow.example")
-        .env("M2S_SELDON_DEPLOYMENT_NS", "models"))
+        .env("M2S_NAMESPACE", "models"))
     .unwrap();
     assert!(!out.status.success());
     assert!(
@@ -774,7 +1352,7 @@ fn deploy_asks_for_missing_settings_on_a_terminal() {
         .envs(fakes.base_env())
         .env("TERM", "dumb")
         .current_dir(repo());
-    let out = run_with_input(&mut cmd, "http://typed.example:5000\nseldon-typed\n").unwrap();
+    let out = run_with_input(&mut cmd, "http://typed.example:5000\nmodels-typed\n").unwrap();
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{all}");
     assert!(
@@ -782,14 +1360,14 @@ fn deploy_asks_for_missing_settings_on_a_terminal() {
         "no prompt naming M2S_MLFLOW_HOST:\n{all}"
     );
     assert!(
-        all.contains("M2S_SELDON_DEPLOYMENT_NS ("),
-        "no prompt naming M2S_SELDON_DEPLOYMENT_NS:\n{all}"
+        all.contains("M2S_NAMESPACE ("),
+        "no prompt naming M2S_NAMESPACE:\n{all}"
     );
     let calls = fakes.calls("helm");
     assert_eq!(calls.len(), 1, "{calls:?}");
     let sets = set_strings(&calls[0]);
     assert_eq!(sets["mlflow.host"], "http://typed.example:5000");
-    assert_eq!(sets["seldon.namespace"], "seldon-typed");
+    assert_eq!(sets["serving.namespace"], "models-typed");
 }
 
 #[test]
@@ -805,14 +1383,31 @@ fn deploy_asks_only_for_what_is_missing_with_force_interactive() {
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("M2S_SELDON_DEPLOYMENT_NS ("), "{err}");
+    assert!(err.contains("M2S_NAMESPACE ("), "{err}");
     assert!(
         !err.contains("M2S_MLFLOW_HOST ("),
         "asked for a setting that was set:\n{err}"
     );
     assert_eq!(
-        set_strings(&fakes.calls("helm")[0])["seldon.namespace"],
+        set_strings(&fakes.calls("helm")[0])["serving.namespace"],
         "models-typed"
+    );
+    // The old variable counts as set: nothing to ask.
+    let fakes = Fakes::new(0, "{}");
+    let out = run_with_input(
+        fakes
+            .script("helm_deploy.sh")
+            .env("FORCE_INTERACTIVE", "1")
+            .env("M2S_MLFLOW_HOST", "http://m:5000")
+            .env("M2S_SELDON_DEPLOYMENT_NS", "models"),
+        "",
+    )
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("M2S_NAMESPACE ("),
+        "{}",
+        stderr(&out)
     );
     // End of input before an answer: an error, helm not called.
     let fakes = Fakes::new(0, "{}");
@@ -830,32 +1425,66 @@ fn delete_without_a_tty_or_yes_refuses_and_calls_nothing() {
     let fakes = Fakes::new(3, "{}");
     let out = run(fakes
         .script("helm_delete.sh")
-        .env("M2S_SELDON_DEPLOYMENT_NS", "models"))
+        .env("M2S_NAMESPACE", "models"))
     .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("YES=1"), "{}", stderr(&out));
     assert!(fakes.calls("helm").is_empty() && fakes.calls("kubectl").is_empty());
 }
 
-#[test]
-fn delete_with_yes_names_what_it_deletes_then_deletes_it() {
-    let fakes = Fakes::new(3, "{}");
+/// What helm_delete.sh did: its stderr, and whether it uninstalled the release and which
+/// namespace it deleted.
+struct Deleted {
+    ok: bool,
+    err: String,
+    uninstalled: bool,
+    deleted_ns: Option<String>,
+    listed: Vec<Vec<String>>,
+}
+
+fn delete_with(fakes: &Fakes, vars: &[(&str, &str)]) -> Deleted {
     let out = run(fakes
         .script("helm_delete.sh")
         .env("YES", "1")
-        .env("M2S_SELDON_DEPLOYMENT_NS", "models")
-        .env("RELEASE", "m2s-a")
-        .env("RELEASE_NAMESPACE", "m2s-a-system"))
+        .envs(vars.iter().copied()))
     .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let kubectl = fakes.calls("kubectl");
+    let deletes: Vec<&Vec<String>> = kubectl.iter().filter(|c| c[0] == "delete").collect();
+    assert!(deletes.len() <= 1, "{kubectl:?}");
+    Deleted {
+        ok: out.status.success(),
+        err: stderr(&out),
+        uninstalled: fakes.calls("helm").iter().any(|c| c[0] == "uninstall"),
+        deleted_ns: deletes.first().map(|c| {
+            assert_eq!(c[..2], ["delete", "namespace"]);
+            c[2].clone()
+        }),
+        listed: kubectl.iter().filter(|c| c[0] == "get").cloned().collect(),
+    }
+}
+
+#[test]
+fn delete_with_yes_names_what_it_deletes_then_deletes_it() {
+    let fakes = Fakes::new(3, "{}");
+    let d = delete_with(
+        &fakes,
+        &[
+            ("M2S_NAMESPACE", "models"),
+            ("RELEASE", "m2s-a"),
+            ("RELEASE_NAMESPACE", "m2s-a-system"),
+        ],
+    );
+    assert!(d.ok, "{}", d.err);
     assert!(
-        err.contains("release 'm2s-a' in namespace 'm2s-a-system'"),
-        "{err}"
+        d.err
+            .contains("release 'm2s-a' in namespace 'm2s-a-system'"),
+        "{}",
+        d.err
     );
     assert!(
-        err.contains("namespace 'models'") && err.contains("3 SeldonDeployment(s)"),
-        "{err}"
+        d.err.contains("serving namespace 'models' and everything in it, including 3 SeldonDeployment(s) (target seldon-v1)"),
+        "{}",
+        d.err
     );
     let helm = fakes.calls("helm");
     assert!(
@@ -863,18 +1492,75 @@ fn delete_with_yes_names_what_it_deletes_then_deletes_it() {
             .any(|c| c[..4] == ["uninstall", "m2s-a", "--namespace", "m2s-a-system"]),
         "{helm:?}"
     );
-    let kubectl = fakes.calls("kubectl");
-    assert!(
-        kubectl
-            .iter()
-            .any(|c| c[..3] == ["get", "seldondeployments", "-n"]
-                && c[3] == "models"
-                && c.contains(&"--no-headers".to_string())),
-        "{kubectl:?}"
+    assert_eq!(d.listed.len(), 1, "{:?}", d.listed);
+    assert_eq!(
+        d.listed[0][..4],
+        [
+            "get",
+            "seldondeployments.machinelearning.seldon.io",
+            "-n",
+            "models"
+        ]
     );
-    let deletes: Vec<&Vec<String>> = kubectl.iter().filter(|c| c[0] == "delete").collect();
-    assert_eq!(deletes.len(), 1, "{kubectl:?}");
-    assert_eq!(deletes[0][..3], ["delete", "namespace", "models"]);
+    assert!(d.listed[0].contains(&"--no-headers".to_string()));
+    assert_eq!(d.deleted_ns.as_deref(), Some("models"));
+}
+
+#[test]
+fn delete_counts_the_objects_of_the_releases_target() {
+    for target in TARGETS {
+        let r = target.resource();
+        // From the release's values, and from M2S_TARGET when the release does not say.
+        // From the release's values; from M2S_TARGET when they name none, or when the release
+        // cannot be read ("" makes the fake `helm get values` fail).
+        let from_values = format!(
+            r#"{{"target":"{}","serving":{{"namespace":"models"}}}}"#,
+            target.id()
+        );
+        let env = [("M2S_TARGET", target.id()), ("M2S_NAMESPACE", "models")];
+        for (values, vars) in [
+            (from_values.as_str(), &[][..]),
+            ("{}", &env[..]),
+            ("", &env[..]),
+        ] {
+            let fakes = Fakes::new(2, values);
+            let d = delete_with(&fakes, vars);
+            assert!(d.ok, "{target:?} {values}: {}", d.err);
+            let expected = format!("including 2 {}(s) (target {})", r.kind, target.id());
+            assert!(d.err.contains(&expected), "{target:?} {values}: {}", d.err);
+            assert_eq!(d.listed.len(), 1);
+            assert_eq!(d.listed[0][1], r.qualified_plural());
+            assert_eq!(d.listed[0][3], "models");
+            assert_eq!(d.deleted_ns.as_deref(), Some("models"));
+            // (The fake `helm status` reports every release as installed.)
+            assert!(d.uninstalled);
+        }
+    }
+    // M2S_TARGET disagreeing with the release: an error naming both, nothing deleted.
+    let fakes = Fakes::new(2, r#"{"target":"seldon-v1"}"#);
+    let d = delete_with(
+        &fakes,
+        &[("M2S_TARGET", "kserve"), ("M2S_NAMESPACE", "models")],
+    );
+    assert!(!d.ok);
+    assert!(
+        d.err.contains("M2S_TARGET ('kserve')") && d.err.contains("('seldon-v1')"),
+        "{}",
+        d.err
+    );
+    assert!(!d.uninstalled && d.deleted_ns.is_none());
+    // Not a target: an error naming it.
+    let fakes = Fakes::new(2, "{}");
+    let d = delete_with(
+        &fakes,
+        &[("M2S_TARGET", "knative"), ("M2S_NAMESPACE", "models")],
+    );
+    assert!(
+        !d.ok && d.err.contains("'knative' is not a serving target"),
+        "{}",
+        d.err
+    );
+    assert!(!d.uninstalled && d.deleted_ns.is_none());
 }
 
 #[test]
@@ -885,18 +1571,18 @@ fn delete_asks_for_yes() {
         ("", false),
         ("yes\n", true),
     ] {
-        let fakes = Fakes::new(2, "{}");
+        let fakes = Fakes::new(2, r#"{"target":"kserve"}"#);
         let out = run_with_input(
             fakes
                 .script("helm_delete.sh")
                 .env("FORCE_INTERACTIVE", "1")
-                .env("M2S_SELDON_DEPLOYMENT_NS", "models"),
+                .env("M2S_NAMESPACE", "models"),
             answer,
         )
         .unwrap();
         let err = stderr(&out);
         assert!(
-            err.contains("Type 'yes'") && err.contains("2 SeldonDeployment(s)"),
+            err.contains("Type 'yes'") && err.contains("2 InferenceService(s)"),
             "{err}"
         );
         assert_eq!(out.status.success(), deletes, "answer {answer:?}: {err}");
@@ -911,36 +1597,89 @@ fn delete_asks_for_yes() {
 }
 
 #[test]
-fn delete_reads_the_seldon_namespace_from_the_release() {
-    let fakes = Fakes::new(0, r#"{"seldon":{"namespace":"from-values"}}"#);
-    let out = run(fakes.script("helm_delete.sh").env("YES", "1")).unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("namespace 'from-values'"),
-        "{}",
-        stderr(&out)
-    );
-    let kubectl = fakes.calls("kubectl");
-    assert!(
-        kubectl
-            .iter()
-            .any(|c| c[..3] == ["delete", "namespace", "from-values"]),
-        "{kubectl:?}"
-    );
+fn delete_finds_the_serving_namespace() {
+    // (environment, release values) -> the namespace deleted, or an error naming the variables.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Result<&'a str, &'a str>);
+    let cases: [Case; 9] = [
+        (&[], r#"{"serving":{"namespace":"new-key"}}"#, Ok("new-key")),
+        (&[], r#"{"seldon":{"namespace":"old-key"}}"#, Ok("old-key")),
+        (
+            &[],
+            r#"{"serving":{"namespace":"new-key"},"seldon":{"namespace":"old-key"}}"#,
+            Ok("new-key"),
+        ),
+        (
+            &[],
+            r#"{"serving":{"namespace":""},"seldon":{}}"#,
+            Ok("m2s-system"),
+        ),
+        (
+            &[("M2S_NAMESPACE", "from-env")],
+            r#"{"serving":{"namespace":"new-key"}}"#,
+            Ok("from-env"),
+        ),
+        (
+            &[("M2S_SELDON_DEPLOYMENT_NS", "old-env")],
+            "{}",
+            Ok("old-env"),
+        ),
+        (
+            &[
+                ("M2S_NAMESPACE", "same"),
+                ("M2S_SELDON_DEPLOYMENT_NS", "same"),
+            ],
+            "{}",
+            Ok("same"),
+        ),
+        (
+            &[("M2S_NAMESPACE", "a"), ("M2S_SELDON_DEPLOYMENT_NS", "b")],
+            "{}",
+            Err("M2S_NAMESPACE ('a') and the old M2S_SELDON_DEPLOYMENT_NS ('b') differ"),
+        ),
+        // The release cannot be read and no namespace is given.
+        (&[], "", Err("set M2S_NAMESPACE")),
+    ];
+    for (vars, values, expected) in cases {
+        let fakes = Fakes::new(0, values);
+        let d = delete_with(&fakes, vars);
+        match expected {
+            Ok(ns) => {
+                assert!(d.ok, "{vars:?} {values}: {}", d.err);
+                assert!(
+                    d.err.contains(&format!("serving namespace '{ns}'")),
+                    "{}",
+                    d.err
+                );
+                assert_eq!(d.deleted_ns.as_deref(), Some(ns), "{vars:?} {values}");
+                // Deleting the release namespace is said out loud.
+                assert_eq!(
+                    d.err.contains("(it is also the release namespace)"),
+                    ns == "m2s-system",
+                    "{}",
+                    d.err
+                );
+            }
+            Err(message) => {
+                assert!(!d.ok, "{vars:?} {values}: accepted");
+                assert!(d.err.contains(message), "{vars:?} {values}: {}", d.err);
+                assert!(!d.uninstalled && d.deleted_ns.is_none());
+            }
+        }
+    }
 }
 
 #[test]
 fn delete_refuses_system_namespaces() {
     for ns in ["default", "kube-system"] {
         let fakes = Fakes::new(0, "{}");
-        let out = run(fakes
-            .script("helm_delete.sh")
-            .env("YES", "1")
-            .env("M2S_SELDON_DEPLOYMENT_NS", ns))
-        .unwrap();
-        assert!(!out.status.success(), "{ns}");
-        assert!(!fakes.calls("kubectl").iter().any(|c| c[0] == "delete"));
-        assert!(!fakes.calls("helm").iter().any(|c| c[0] == "uninstall"));
+        let d = delete_with(&fakes, &[("M2S_NAMESPACE", ns)]);
+        assert!(!d.ok, "{ns}");
+        assert!(
+            d.err.contains(&format!("will not delete namespace {ns}")),
+            "{}",
+            d.err
+        );
+        assert!(!d.uninstalled && d.deleted_ns.is_none());
     }
 }
 
@@ -959,22 +1698,46 @@ fn scripts_are_bash_n_clean() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The chart's RBAC in the sandbox API server
+// The chart's RBAC in the sandbox API server, for each target against its real CRD
 
-#[test]
-fn rbac_grants_seldondeployments_in_its_namespace_and_nothing_else() {
+mod rbac_grants_only_the_targets_resource_in_its_namespace {
+    use super::*;
+
+    #[test]
+    fn seldon_v1() {
+        rbac_for("seldon-v1");
+    }
+
+    #[test]
+    fn kserve() {
+        rbac_for("kserve");
+    }
+
+    #[test]
+    fn seldon_v2() {
+        rbac_for("seldon-v2");
+    }
+}
+
+/// Installs the chart's ServiceAccount, Role and RoleBinding for `target` into fresh namespaces
+/// and proves with the ServiceAccount's token what they allow: get, list, create, patch and
+/// delete on the target's resource in the serving namespace, and nothing else.
+fn rbac_for(target_id: &str) {
     let helm = need!(helm());
     let python = need!(kv_python());
     let sandbox = need!(Sandbox::get());
-    sandbox.wait_for_seldon_crd().unwrap();
+    let target = m2s::targets::by_id(target_id).unwrap();
+    for t in TARGETS {
+        sandbox.wait_for_crd(&t.resource()).unwrap();
+    }
 
-    let base = unique_name("chart-rbac");
-    let (release_ns, seldon_ns, other_ns) = (
+    let base = unique_name(&format!("rbac-{target_id}"));
+    let (release_ns, serving_ns, other_ns) = (
         format!("{base}-r"),
         format!("{base}-s"),
         format!("{base}-o"),
     );
-    for ns in [&release_ns, &seldon_ns, &other_ns] {
+    for ns in [&release_ns, &serving_ns, &other_ns] {
         sandbox.admin(&["create", "namespace", ns]).unwrap();
     }
     let out = run(Command::new(&helm)
@@ -986,7 +1749,9 @@ fn rbac_grants_seldondeployments_in_its_namespace_and_nothing_else() {
             "--set",
             &format!("mlflow.host={MLFLOW_HOST}"),
             "--set",
-            &format!("seldon.namespace={seldon_ns}"),
+            &format!("target={target_id}"),
+            "--set",
+            &format!("serving.namespace={serving_ns}"),
         ]))
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1017,32 +1782,31 @@ fn rbac_grants_seldondeployments_in_its_namespace_and_nothing_else() {
             ),
         }
     };
-    const SDEP: &str = "seldondeployments.machinelearning.seldon.io";
+    let own = target.resource().qualified_plural();
     for verb in ROLE_VERBS {
         assert!(
-            can_i(verb, SDEP, Some(&seldon_ns)),
-            "cannot {verb} seldondeployments in {seldon_ns}"
+            can_i(verb, &own, Some(&serving_ns)),
+            "cannot {verb} {own} in {serving_ns}"
         );
-        assert!(
-            !can_i(verb, SDEP, Some(&other_ns)),
-            "can {verb} seldondeployments in another namespace"
-        );
-        assert!(
-            !can_i(verb, SDEP, Some(&release_ns)),
-            "can {verb} seldondeployments in the release namespace"
-        );
+        for ns in [&other_ns, &release_ns] {
+            assert!(!can_i(verb, &own, Some(ns)), "can {verb} {own} in {ns}");
+        }
     }
-    for verb in ["watch", "deletecollection"] {
-        assert!(
-            !can_i(verb, SDEP, Some(&seldon_ns)),
-            "can {verb} seldondeployments"
-        );
+    for verb in ["update", "watch", "deletecollection"] {
+        assert!(!can_i(verb, &own, Some(&serving_ns)), "can {verb} {own}");
     }
-    assert!(
-        !can_i("list", SDEP, None),
-        "can list seldondeployments cluster-wide"
-    );
-    for ns in [&seldon_ns, &release_ns] {
+    assert!(!can_i("list", &own, None), "can list {own} cluster-wide");
+    // The other targets' resources: nothing, not even in the serving namespace.
+    for other in TARGETS.iter().filter(|t| t.id() != target_id) {
+        let theirs = other.resource().qualified_plural();
+        for verb in ROLE_VERBS {
+            assert!(
+                !can_i(verb, &theirs, Some(&serving_ns)),
+                "target {target_id}: can {verb} {theirs}"
+            );
+        }
+    }
+    for ns in [&serving_ns, &release_ns] {
         for verb in ["get", "list"] {
             assert!(
                 !can_i(verb, "secrets", Some(ns)),
@@ -1060,7 +1824,7 @@ fn rbac_grants_seldondeployments_in_its_namespace_and_nothing_else() {
     }
     assert!(!can_i("list", "namespaces", None), "can list namespaces");
 
-    // Real requests with the token.
+    // Real requests with the token, on an object m2s would write (its base spec).
     let kubectl = |args: &[&str], input: Option<&str>| {
         let mut cmd = sandbox.cmd_as(&kubeconfig);
         cmd.args(args);
@@ -1069,64 +1833,82 @@ fn rbac_grants_seldondeployments_in_its_namespace_and_nothing_else() {
             None => run(&mut cmd).unwrap(),
         }
     };
-    let sdep = serde_json::json!({
-        "apiVersion": "machinelearning.seldon.io/v1",
-        "kind": "SeldonDeployment",
-        "metadata": {"name": "rbac-probe", "namespace": seldon_ns},
-        "spec": {"predictors": [{
-            "name": "default",
-            "graph": {"name": "model", "type": "MODEL", "implementation": "MLFLOW_SERVER", "modelUri": "s3://bucket/model"},
-        }]},
-    })
-    .to_string();
     let ok = |out: &std::process::Output, what: &str| {
-        assert!(out.status.success(), "{what}: {}", stderr(out))
+        assert!(out.status.success(), "{target_id}: {what}: {}", stderr(out))
     };
     let forbidden = |out: &std::process::Output, what: &str| {
-        assert!(!out.status.success(), "{what} was allowed");
+        assert!(!out.status.success(), "{target_id}: {what} was allowed");
         assert!(
             stderr(out).to_lowercase().contains("forbidden"),
-            "{what}: {}",
+            "{target_id}: {what}: {}",
             stderr(out)
         );
     };
+    let probe = |t: &dyn Target, ns: &str| {
+        let r = t.resource();
+        json!({
+            "apiVersion": r.api_version(),
+            "kind": r.kind,
+            "metadata": {"name": "rbac-probe", "namespace": ns},
+            "spec": t.base_spec("s3://bucket/model"),
+        })
+        .to_string()
+    };
     ok(
-        &kubectl(&["create", "-f", "-"], Some(&sdep)),
-        "create seldondeployment",
+        &kubectl(&["create", "-f", "-"], Some(&probe(target, &serving_ns))),
+        "create",
     );
+    ok(&kubectl(&["get", &own, "-n", &serving_ns], None), "list");
     ok(
-        &kubectl(&["get", "seldondeployments", "-n", &seldon_ns], None),
-        "list seldondeployments",
+        &kubectl(&["get", &own, "rbac-probe", "-n", &serving_ns], None),
+        "get",
     );
     ok(
         &kubectl(
             &[
                 "patch",
-                "seldondeployment",
+                &own,
                 "rbac-probe",
                 "-n",
-                &seldon_ns,
+                &serving_ns,
                 "--type=merge",
                 "-p",
                 r#"{"metadata":{"labels":{"patched":"yes"}}}"#,
             ],
             None,
         ),
-        "patch seldondeployment",
+        "patch",
+    );
+    // An update (PUT) is refused before the API server looks at the body.
+    forbidden(
+        &kubectl(&["replace", "-f", "-"], Some(&probe(target, &serving_ns))),
+        "update (kubectl replace)",
     );
     ok(
-        &kubectl(
-            &["delete", "seldondeployment", "rbac-probe", "-n", &seldon_ns],
-            None,
-        ),
-        "delete seldondeployment",
+        &kubectl(&["delete", &own, "rbac-probe", "-n", &serving_ns], None),
+        "delete",
     );
     forbidden(
-        &kubectl(&["get", "seldondeployments", "-n", &other_ns], None),
-        "list seldondeployments in another namespace",
+        &kubectl(&["get", &own, "-n", &other_ns], None),
+        "list in another namespace",
     );
     forbidden(
-        &kubectl(&["get", "secrets", "-n", &seldon_ns], None),
+        &kubectl(&["create", "-f", "-"], Some(&probe(target, &other_ns))),
+        "create in another namespace",
+    );
+    for other in TARGETS.iter().filter(|t| t.id() != target_id) {
+        let theirs = other.resource().qualified_plural();
+        forbidden(
+            &kubectl(&["get", &theirs, "-n", &serving_ns], None),
+            &format!("list {theirs}"),
+        );
+        forbidden(
+            &kubectl(&["create", "-f", "-"], Some(&probe(*other, &serving_ns))),
+            &format!("create a {}", other.resource().kind),
+        );
+    }
+    forbidden(
+        &kubectl(&["get", "secrets", "-n", &serving_ns], None),
         "list secrets",
     );
     forbidden(

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use m2s::targets::Resource;
 use serde_json::Value;
 
 /// Release namespace used by the rendering tests.
@@ -284,27 +285,33 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Fake `helm` and `kubectl` for the scripts: each appends its argv (one line per call,
-/// arguments separated by NUL) to `<dir>/<name>.log`. `kubectl get seldondeployments` prints
-/// `sdeps` lines; `helm get values` prints `values_json`.
+/// arguments separated by NUL) to `<dir>/<name>.log`. `kubectl get <plural.group>` (any
+/// target's resource) prints `objects` lines; `helm get values` prints `values_json`, or fails
+/// like helm does for a release that is not installed when `values_json` is empty.
 pub struct Fakes {
     pub dir: PathBuf,
 }
 
 impl Fakes {
-    pub fn new(sdeps: usize, values_json: &str) -> Fakes {
+    pub fn new(objects: usize, values_json: &str) -> Fakes {
         let dir = temp_dir("fakes");
-        let rows: String = (0..sdeps).map(|i| format!("model-{i}   5m\\n")).collect();
+        let rows: String = (0..objects).map(|i| format!("model-{i}   5m\\n")).collect();
+        let values = if values_json.is_empty() {
+            "echo 'Error: release: not found' >&2; exit 1".to_string()
+        } else {
+            format!("printf '%s\\n' '{values_json}'")
+        };
         let helm = format!(
             "#!/usr/bin/env bash\n\
              {{ printf '%s\\0' \"$@\"; printf '\\n'; }} >> '{log}'\n\
-             if [[ \"${{1:-}}\" == get && \"${{2:-}}\" == values ]]; then printf '%s\\n' '{values_json}'; fi\n\
+             if [[ \"${{1:-}}\" == get && \"${{2:-}}\" == values ]]; then {values}; fi\n\
              exit 0\n",
             log = dir.join("helm.log").display()
         );
         let kubectl = format!(
             "#!/usr/bin/env bash\n\
              {{ printf '%s\\0' \"$@\"; printf '\\n'; }} >> '{log}'\n\
-             if [[ \"${{1:-}}\" == get && \"${{2:-}}\" == seldondeployments ]]; then printf '{rows}'; fi\n\
+             if [[ \"${{1:-}}\" == get && \"${{2:-}}\" == *.* ]]; then printf '{rows}'; fi\n\
              exit 0\n",
             log = dir.join("kubectl.log").display()
         );
@@ -466,17 +473,22 @@ impl Sandbox {
         Ok(path)
     }
 
-    /// Waits until the API serves seldondeployments (the CRD is installed by the sandbox).
-    pub fn wait_for_seldon_crd(&self) -> Result<()> {
+    /// Waits until the API serves `resource` (the sandbox installs the three targets' CRDs;
+    /// a CRD just created takes a moment to be served).
+    pub fn wait_for_crd(&self, resource: &Resource) -> Result<()> {
+        let path = format!("/apis/{}", resource.api_version());
+        let plural = format!("\"{}\"", resource.plural);
         for _ in 0..40 {
-            let out = run(self
-                .cmd()
-                .args(["get", "--raw", "/apis/machinelearning.seldon.io/v1"]))?;
-            if out.status.success() && stdout(&out).contains("seldondeployments") {
+            let out = run(self.cmd().args(["get", "--raw", &path]))?;
+            if out.status.success() && stdout(&out).contains(&plural) {
                 return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        bail!("the sandbox does not serve machinelearning.seldon.io/v1 seldondeployments")
+        bail!(
+            "the sandbox does not serve {} {} (is its CRD installed?)",
+            resource.api_version(),
+            resource.plural
+        )
     }
 }

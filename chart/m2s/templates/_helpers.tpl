@@ -63,14 +63,55 @@ Create the name of the service account to use
 {{- end }}
 
 {{/*
-The namespace of the SeldonDeployments m2s manages (default: the release namespace).
+A serving setting: serving.<key>, else the deprecated seldon.<key>; "" when neither is set
+(a boolean renders as "true" or ""). Call with (list . "key").
 */}}
-{{- define "m2s.seldonNamespace" -}}
-{{- default .Release.Namespace .Values.seldon.namespace }}
+{{- define "m2s.serving" -}}
+{{- $root := index . 0 }}
+{{- $key := index . 1 }}
+{{- $v := index ($root.Values.serving | default dict) $key }}
+{{- if not $v }}{{ $v = index ($root.Values.seldon | default dict) $key }}{{ end }}
+{{- if $v }}{{ $v }}{{ end }}
 {{- end }}
 
 {{/*
-Value of the m2s.io/instance label m2s puts on its SeldonDeployments (default: the release name).
+The namespace of the objects m2s manages (default: the release namespace).
+*/}}
+{{- define "m2s.servingNamespace" -}}
+{{- default .Release.Namespace (include "m2s.serving" (list . "namespace")) }}
+{{- end }}
+
+{{/*
+The serving target as JSON: the kind m2s manages, its API group and plural (RBAC rules, NOTES),
+and the serving.* settings it has a counterpart for (m2s refuses the others at start).
+Use as (include "m2s.target" . | fromJson).
+*/}}
+{{- define "m2s.target" -}}
+{{- $targets := dict
+  "seldon-v1" (dict "kind" "SeldonDeployment" "group" "machinelearning.seldon.io" "plural" "seldondeployments" "settings" (list "defaultImage" "registrySecret" "modelSecret" "serviceAccount"))
+  "kserve" (dict "kind" "InferenceService" "group" "serving.kserve.io" "plural" "inferenceservices" "settings" (list "defaultImage" "registrySecret" "serviceAccount"))
+  "seldon-v2" (dict "kind" "Model" "group" "mlops.seldon.io" "plural" "models" "settings" (list "modelSecret")) }}
+{{- $t := index $targets (toString .Values.target) }}
+{{- if not $t }}
+{{- fail (printf "target %q is not a serving target: use seldon-v1, kserve or seldon-v2" (toString .Values.target)) }}
+{{- end }}
+{{- toJson $t }}
+{{- end }}
+
+{{/*
+The overlay as YAML text ("" when none): a mapping is rendered with toYaml, a string is used as
+it is (YAML or JSON text, e.g. from --set-file overlay=FILE).
+*/}}
+{{- define "m2s.overlay" -}}
+{{- if kindIs "string" .Values.overlay }}
+{{- if trim .Values.overlay }}{{ .Values.overlay }}{{ end }}
+{{- else if .Values.overlay }}
+{{- toYaml .Values.overlay }}
+{{- end }}
+{{- end }}
+
+{{/*
+Value of the m2s.io/instance label m2s puts on its objects (default: the release name).
 */}}
 {{- define "m2s.instance" -}}
 {{- default .Release.Name .Values.instance }}
@@ -102,7 +143,34 @@ Checks of value combinations the schema cannot express. Renders nothing.
 {{- if ge (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds) }}
 {{- fail (printf "runTimeoutSeconds (%d) must be below activeDeadlineSeconds (%d), so that m2s stops by itself before Kubernetes kills the Job" (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds)) }}
 {{- end }}
-{{- if and .Values.seldon.createNamespace (eq (include "m2s.seldonNamespace" .) .Release.Namespace) }}
-{{- fail "seldon.createNamespace: the SeldonDeployment namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set seldon.namespace" }}
+{{- range $key, $old := (.Values.seldon | default dict) }}
+{{- if not (has $key (list "namespace" "createNamespace" "defaultImage" "registrySecret" "modelSecret")) }}
+{{- fail (printf "seldon.%s is not a setting (the deprecated seldon block takes namespace, createNamespace, defaultImage, registrySecret, modelSecret; use serving)" $key) }}
+{{- end }}
+{{- $new := index ($.Values.serving | default dict) $key }}
+{{- if and $new $old (ne (toString $new) (toString $old)) }}
+{{- fail (printf "serving.%s (%v) and the deprecated seldon.%s (%v) differ: set only serving.%s" $key $new $key $old $key) }}
+{{- end }}
+{{- end }}
+{{- $target := include "m2s.target" . | fromJson }}
+{{- $hints := dict
+  "defaultImage" "a Model runs on a Seldon Server, whose image is the Server's; unset it"
+  "registrySecret" "image pull secrets belong to the Seldon Server; unset it"
+  "serviceAccount" "a Model has no pods of its own; unset it"
+  "modelSecret" "KServe reads storage credentials through the predictor's ServiceAccount; set serving.serviceAccount instead" }}
+{{- range $key := list "defaultImage" "registrySecret" "modelSecret" "serviceAccount" }}
+{{- if and (include "m2s.serving" (list $ $key)) (not (has $key $target.settings)) }}
+{{- $from := ternary "serving" "seldon" (not (empty (index ($.Values.serving | default dict) $key))) }}
+{{- fail (printf "%s.%s has no counterpart on target %s (%s): %s" $from $key $.Values.target $target.kind (index $hints $key)) }}
+{{- end }}
+{{- end }}
+{{- with include "m2s.overlay" . }}
+{{- if hasKey (fromYaml .) "Error" }}
+{{- fail (printf "overlay is not a YAML or JSON mapping (a JSON merge patch): %s" (get (fromYaml .) "Error")) }}
+{{- end }}
+{{- end }}
+{{- if and (eq (include "m2s.serving" (list . "createNamespace")) "true") (eq (include "m2s.servingNamespace" .) .Release.Namespace) }}
+{{- $from := ternary "serving" "seldon" (not (empty (index (.Values.serving | default dict) "createNamespace"))) }}
+{{- fail (printf "%s.createNamespace: the serving namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set serving.namespace" $from) }}
 {{- end }}
 {{- end }}
