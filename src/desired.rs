@@ -237,12 +237,7 @@ impl<'a> RegistryBuilder<'a> {
             tags: settings::setting_tags(&model.tags),
         });
         for (selector, mut version) in picked {
-            if version.name.is_empty() {
-                version.name = model.name.clone();
-            }
-            // Only what the entry needs: the stage is in the selector, other tags are not read.
-            version.current_stage = None;
-            version.tags = settings::setting_tags(&version.tags);
+            compact(&mut version);
             let entry = Entry {
                 name: cfg.target.object_name(&model.name, selector.value()),
                 model: Arc::clone(&info),
@@ -296,6 +291,26 @@ impl<'a> RegistryBuilder<'a> {
         r.models.dedup();
         self.registry
     }
+}
+
+/// Keeps of a version only what an entry needs (a large registry holds tens of thousands): the
+/// model's name is the entry's, the stage is its selector, `READY` is the normal status, a
+/// `runs:/` source names its run, and only `m2s.*` tags are read.
+fn compact(version: &mut ModelVersion) {
+    version.name = String::new();
+    version.current_stage = None;
+    if version.status.as_deref() == Some("READY") {
+        version.status = None;
+    }
+    let source_run = version
+        .source
+        .as_deref()
+        .and_then(|s| s.strip_prefix("runs:/"))
+        .and_then(|s| s.trim_start_matches('/').split('/').next());
+    if version.run_id.is_some() && version.run_id.as_deref() == source_run {
+        version.run_id = None;
+    }
+    version.tags = settings::setting_tags(&version.tags);
 }
 
 /// The entries a whole snapshot asks for (tests and small callers).

@@ -124,7 +124,7 @@ fn alias_to_a_version_not_in_latest_versions_needs_a_lookup() {
     let (entries, _) = entries(&RegistrySnapshot { models: vec![m] }, &cfg());
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].version.version, "7");
-    assert_eq!(entries[0].version.name, "iris");
+    assert_eq!(entries[0].model.name, "iris");
     assert!(!entries[0].version_known());
 }
 

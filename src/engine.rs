@@ -179,7 +179,10 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let versions: Vec<_> = observer
         .to_resolve()
         .into_iter()
-        .map(|i| &registry.entries[i].version)
+        .map(|i| {
+            let e = &registry.entries[i];
+            (e.model.name.as_str(), &e.version)
+        })
         .collect();
     let resolved = mlflow
         .resolve_all(&versions)
@@ -338,7 +341,9 @@ async fn write_change(
 /// Applies every change with bounded concurrency; one failure does not stop the others.
 /// Returns the failures, each with its action and a message naming its object.
 fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<(Action, String)> {
-    let results: Vec<(Action, String, Result<()>)> = prepared.runtime.block_on(
+    // Only failures are kept: a cold sync of tens of thousands of objects keeps no per-object
+    // result.
+    let mut failures: Vec<(Action, String)> = prepared.runtime.block_on(
         stream::iter(&prepared.plan.changes)
             .map(|change| async move {
                 let result = write_change(prepared, config, change, dry_run).await;
@@ -356,15 +361,14 @@ fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<(Action, St
                     ),
                     Err(e) => log::error!("{}: {e:#}", change.name),
                 }
-                (change.action, change.name.clone(), result)
+                result
+                    .err()
+                    .map(|e| (change.action, format!("{}: {e:#}", change.name)))
             })
             .buffer_unordered(config.concurrency)
+            .filter_map(|failure| async move { failure })
             .collect(),
     );
-    let mut failures: Vec<(Action, String)> = results
-        .into_iter()
-        .filter_map(|(action, name, r)| r.err().map(|e| (action, format!("{name}: {e:#}"))))
-        .collect();
     failures.sort_by(|a, b| a.1.cmp(&b.1));
     failures
 }

@@ -139,7 +139,7 @@ struct JsonPlan<'a> {
     instance: &'a str,
     changes: Vec<JsonChange<'a>>,
     errors: Vec<JsonError<'a>>,
-    unchanged: &'a [String],
+    unchanged: Vec<&'a str>,
     summary: JsonSummary,
     deletion_guard: JsonGuard,
 }
@@ -239,7 +239,7 @@ pub fn render_json(
             .map(|c| json_change(c, registry, cfg))
             .collect(),
         errors: plan.errors.iter().map(json_error).collect(),
-        unchanged: &plan.unchanged,
+        unchanged: plan.unchanged_names(registry).collect(),
         summary: JsonSummary {
             add: plan.count(Action::Create),
             change: plan.count(Action::Update),

@@ -349,8 +349,9 @@ impl Change {
 pub struct Plan {
     /// Sorted by name.
     pub changes: Vec<Change>,
-    /// Names of managed objects already as desired.
-    pub unchanged: Vec<String>,
+    /// Managed objects already as desired, as indices of their registry entries (a large
+    /// registry's no-op run keeps no copy of the names).
+    pub unchanged: Vec<usize>,
     /// Entries that cannot be served as asked; their objects are left as they are.
     pub errors: Vec<EntryError>,
     /// Managed objects found in the cluster.
@@ -358,6 +359,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Names of the managed objects already as desired.
+    pub fn unchanged_names<'r>(
+        &self,
+        registry: &'r Registry,
+    ) -> impl Iterator<Item = &'r str> + use<'_, 'r> {
+        self.unchanged
+            .iter()
+            .map(|&i| registry.entries[i].name.as_str())
+    }
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
     }
@@ -371,7 +381,7 @@ impl Plan {
 pub fn compute(
     registry: &Registry,
     observer: Observer,
-    resolved: Vec<EntryResult<Resolved>>,
+    resolved: Vec<EntryResult<Box<Resolved>>>,
     cfg: &DeployConfig,
 ) -> Plan {
     let mut plan = Plan {
@@ -383,16 +393,16 @@ pub fn compute(
     for (i, found) in observer.found.into_iter().enumerate() {
         let entry = &registry.entries[i];
         let error = |message: String| EntryError::of(entry, message);
-        let change = |action, object: Option<ObjectRef>, r: Resolved, reason| Change {
+        let change = |action, object: Option<ObjectRef>, r: Box<Resolved>, reason| Change {
             action,
             name: entry.name.clone(),
             entry: Some(i),
             object: object.map(Box::new),
-            resolved: Some(Box::new(r)),
+            resolved: Some(r),
             reason,
         };
         match found {
-            Found::InSync => plan.unchanged.push(entry.name.clone()),
+            Found::InSync => plan.unchanged.push(i),
             Found::Held(message) => plan.errors.push(error(message)),
             Found::Differs(d) => {
                 let Differing {
@@ -403,7 +413,7 @@ pub fn compute(
                 plan.changes.push(change(
                     Action::Update,
                     Some(object),
-                    r,
+                    Box::new(r),
                     reasons.join(", ").into(),
                 ));
             }

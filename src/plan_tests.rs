@@ -68,7 +68,7 @@ fn plan_with(
         let wanted = obs.to_resolve();
         let res = wanted
             .iter()
-            .map(|&i| Ok(resolved(&reg.entries[i])))
+            .map(|&i| Ok(Box::new(resolved(&reg.entries[i]))))
             .collect();
         (compute(&reg, obs, res, cfg), wanted.len())
     };
@@ -142,9 +142,12 @@ fn applied_state_plans_nothing_and_asks_mlflow_nothing() {
         let c = cfg().with_target(target);
         let snap = snapshot(&[("iris", "3", "Production"), ("fraud", "1", "Staging")]);
         let actual = applied(&snap, &c);
-        let (_, plan, asked) = plan_with(&snap, &c, &actual);
+        let (reg, plan, asked) = plan_with(&snap, &c, &actual);
         assert!(plan.is_empty(), "{target}: {:?}", plan.changes);
-        assert_eq!(plan.unchanged, ["fraud-staging", "iris-production"]);
+        assert_eq!(
+            plan.unchanged_names(&reg).collect::<Vec<_>>(),
+            ["fraud-staging", "iris-production"]
+        );
         assert_eq!(
             asked, 0,
             "{target}: no MLflow look-ups for unchanged versions"

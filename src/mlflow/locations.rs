@@ -90,26 +90,29 @@ pub struct Resolved {
 impl MlflowClient {
     /// Where the files of `version` are. Looks the version up first when only its number is
     /// known (`version.source` is `None`, as for aliases).
-    pub fn resolve(&self, version: &ModelVersion) -> Result<EntryResult<ArtifactLocation>> {
-        match self.complete(version)? {
+    pub fn resolve(
+        &self,
+        model: &str,
+        version: &ModelVersion,
+    ) -> Result<EntryResult<ArtifactLocation>> {
+        match self.complete(model, version)? {
             Ok(v) => self.locate(&v, &HashMap::new()),
             Err(e) => Ok(Err(e)),
         }
     }
 
-    /// `version` with its source: as given, or read from MLflow when only its number is known.
-    fn complete(&self, version: &ModelVersion) -> Result<EntryResult<ModelVersion>> {
+    /// `version` of `model` with its source: as given, or read from MLflow when only its
+    /// number is known.
+    fn complete(&self, model: &str, version: &ModelVersion) -> Result<EntryResult<ModelVersion>> {
         if version.source.is_some() {
             return Ok(Ok(version.clone()));
         }
-        Ok(self
-            .model_version(&version.name, &version.version)?
-            .ok_or_else(|| {
-                format!(
-                    "version {} of model {:?} does not exist (deleted while m2s ran?)",
-                    version.version, version.name
-                )
-            }))
+        Ok(self.model_version(model, &version.version)?.ok_or_else(|| {
+            format!(
+                "version {} of model {model:?} does not exist (deleted while m2s ran?)",
+                version.version
+            )
+        }))
     }
 
     /// The location of a version whose source is known; `runs` are runs already read (a run
@@ -189,7 +192,12 @@ impl MlflowClient {
     /// (`runs/search`, [`RUN_BATCH`] runs a request) rather than one `runs/get` each: a cold
     /// sync of thousands of versions is then a handful of requests. A run the batch does not
     /// return is still read with `runs/get`, so every outcome is the same as one by one.
-    pub fn resolve_all(&self, versions: &[&ModelVersion]) -> Result<Vec<EntryResult<Resolved>>> {
+    /// `versions` are (registered model name, version) pairs; the results are boxed, as plans
+    /// keep them.
+    pub fn resolve_all(
+        &self,
+        versions: &[(&str, &ModelVersion)],
+    ) -> Result<Vec<EntryResult<Box<Resolved>>>> {
         let mut experiments = None;
         let mut out = Vec::with_capacity(versions.len());
         for chunk in versions.chunks(RESOLVE_CHUNK) {
@@ -202,21 +210,23 @@ impl MlflowClient {
     /// read by the first pass that needs them.
     fn resolve_chunk(
         &self,
-        versions: &[&ModelVersion],
+        versions: &[(&str, &ModelVersion)],
         experiments: &mut Option<Option<Vec<String>>>,
-    ) -> Result<Vec<EntryResult<Resolved>>> {
+    ) -> Result<Vec<EntryResult<Box<Resolved>>>> {
         // Threads only for what needs a request (each thread's allocations stay in its own
         // malloc arena: thousands of copies made on 16 threads cost megabytes of memory).
-        let unknown: Vec<&ModelVersion> = versions
+        let unknown: Vec<(&str, &ModelVersion)> = versions
             .iter()
             .copied()
-            .filter(|v| v.source.is_none())
+            .filter(|(_, v)| v.source.is_none())
             .collect();
-        let mut fetched =
-            parallel_map(&unknown, self.concurrency, |v| self.complete(v))?.into_iter();
+        let mut fetched = parallel_map(&unknown, self.concurrency, |(model, v)| {
+            self.complete(model, v)
+        })?
+        .into_iter();
         let completed: Vec<EntryResult<Cow<ModelVersion>>> = versions
             .iter()
-            .map(|v| match v.source {
+            .map(|(_, v)| match v.source {
                 Some(_) => Ok(Cow::Borrowed(*v)),
                 None => fetched
                     .next()
@@ -259,12 +269,14 @@ impl MlflowClient {
                     }
                     Ok(v) => self.locate(v, &runs),
                 }?;
-                Ok(location.map(|location| Resolved {
-                    location,
-                    version_tags: v
-                        .as_ref()
-                        .map(|v| setting_tags(&v.tags))
-                        .unwrap_or_default(),
+                Ok(location.map(|location| {
+                    Box::new(Resolved {
+                        location,
+                        version_tags: v
+                            .as_ref()
+                            .map(|v| setting_tags(&v.tags))
+                            .unwrap_or_default(),
+                    })
                 }))
             })
             .collect()
