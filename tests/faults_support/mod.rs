@@ -31,6 +31,7 @@ pub struct Req {
     pub target: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Req {
@@ -44,6 +45,23 @@ impl Req {
         self.target
             .split_once('?')
             .is_some_and(|(_, q)| q.split('&').any(|kv| kv.split('=').next() == Some(key)))
+    }
+    /// Whether this request changes MLflow: anything but the read endpoints m2s uses.
+    pub fn is_write(&self) -> bool {
+        const READS: [&str; 7] = [
+            "/registered-models/search",
+            "/model-versions/get",
+            "/model-versions/search",
+            "/runs/get",
+            "/runs/search",
+            "/experiments/search",
+            "/logged-models/",
+        ];
+        !READS.iter().any(|r| self.path().contains(r))
+    }
+    /// The JSON body (`Null` when there is none).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -172,6 +190,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Req> {
         method,
         target,
         headers,
+        body,
     })
 }
 
@@ -199,7 +218,14 @@ fn serve(
     };
     requests.lock().unwrap().push(req.clone());
     let forward = |req: &Req| -> (u16, Vec<u8>) {
-        match http.get(format!("{upstream}{}", req.target)).send() {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or_default();
+        let mut request = http.request(method, format!("{upstream}{}", req.target));
+        if !req.body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(req.body.clone());
+        }
+        match request.send() {
             Ok(r) => (r.status().as_u16(), r.bytes().unwrap_or_default().to_vec()),
             Err(e) => (
                 599,
@@ -379,8 +405,13 @@ fn audit_path() -> Option<PathBuf> {
     std::env::var("M2S_SANDBOX_AUDIT_LOG")
         .ok()
         .or_else(|| {
-            let home = std::env::var("HOME").ok()?;
-            let env = fs::read_to_string(format!("{home}/.cache/m2s-sandbox/run/env")).ok()?;
+            let dir = std::env::var("M2S_SANDBOX_DIR").ok().or_else(|| {
+                Some(format!(
+                    "{}/.cache/m2s-sandbox/run",
+                    std::env::var("HOME").ok()?
+                ))
+            })?;
+            let env = fs::read_to_string(format!("{dir}/env")).ok()?;
             env.lines()
                 .find_map(|l| l.strip_prefix("export M2S_SANDBOX_AUDIT_LOG="))
                 .map(String::from)
@@ -430,6 +461,26 @@ pub fn writes_since(mark: u64, ns: &str) -> Option<Vec<String>> {
         }
     }
     Some(out)
+}
+
+/// Every request on objects in `ns` that the API server logged since `mark` (audit events,
+/// each stage); `None` without an audit log.
+pub fn requests_since(mark: u64, ns: &str) -> Option<Vec<Value>> {
+    let path = audit_path()?;
+    let mut f = fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(if len >= mark { mark } else { 0 }))
+        .ok()?;
+    let needle = format!("\"namespace\":\"{ns}\"");
+    Some(
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .filter(|ev| ev["objectRef"]["namespace"] == ns)
+            .collect(),
+    )
 }
 
 /// Asserts that the API server saw no write attempt in `ns` since `mark`.
