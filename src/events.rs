@@ -2,7 +2,7 @@
 //! `kubectl describe` shows it and why. Best effort: an Event that cannot be recorded never
 //! fails a run; without RBAC for Events m2s warns once and sends no more.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -76,6 +76,8 @@ pub struct Recorder {
     denied: AtomicBool,
     /// Whether the one warning about a failed Event was logged.
     warned: AtomicBool,
+    /// Events sent (recorded or not).
+    sent: AtomicU64,
 }
 
 impl Recorder {
@@ -100,7 +102,13 @@ impl Recorder {
             instance: instance.to_string(),
             denied: AtomicBool::new(false),
             warned: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
         }
+    }
+
+    /// How many Events were sent.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// The Event for `note`, as the API server takes it.
@@ -150,6 +158,7 @@ impl Recorder {
             return;
         }
         let event = self.event(&note, Timestamp::now());
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let Err(e) = api.create(&PostParams::default(), &event).await else {
             return;
         };

@@ -141,10 +141,11 @@ pub fn sync(
         log::info!("write-back skipped: a dry run persists nothing");
     }
     log::debug!(
-        "requests: MLflow {}, Kubernetes {} ({} writes)",
+        "requests: MLflow {}, Kubernetes {} ({} writes), {} Events",
         prepared.mlflow.requests_sent(),
         prepared.kube.requests_sent(),
-        prepared.kube.writes_sent()
+        prepared.kube.writes_sent(),
+        recorder.sent()
     );
     if !plan.errors.is_empty() {
         problems.push(not_deployable(plan));
