@@ -102,6 +102,12 @@ Checks of value combinations the schema cannot express. Renders nothing.
 {{- if ge (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds) }}
 {{- fail (printf "runTimeoutSeconds (%d) must be below activeDeadlineSeconds (%d), so that m2s stops by itself before Kubernetes kills the Job" (int64 $runTimeout) (int64 .Values.activeDeadlineSeconds)) }}
 {{- end }}
+{{- if and .Values.wait .Values.dryRun }}
+{{- fail "wait: a dry run (dryRun: true) persists nothing to wait for; set one of them to false" }}
+{{- end }}
+{{- if and .Values.wait (ge (int64 .Values.waitTimeoutSeconds) (int64 $runTimeout)) }}
+{{- fail (printf "waitTimeoutSeconds (%d) must be below runTimeoutSeconds (%d): the wait is part of the run" (int64 .Values.waitTimeoutSeconds) (int64 $runTimeout)) }}
+{{- end }}
 {{- if and .Values.seldon.createNamespace (eq (include "m2s.seldonNamespace" .) .Release.Namespace) }}
 {{- fail "seldon.createNamespace: the SeldonDeployment namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set seldon.namespace" }}
 {{- end }}
