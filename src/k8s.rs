@@ -357,17 +357,6 @@ impl Kube {
 }
 
 impl Kube {
-    /// The object named `name` as it is now; `None` when it is gone.
-    pub async fn get_applied(&self, name: &str) -> Result<Option<Applied>> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let o = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|e| self.explain(e, "get", Some(name)))?;
-        Ok(o.map(Applied::of))
-    }
-
     /// One WATCH of this instance's objects after `resource_version`, for at most `secs`
     /// seconds (kept below the request timeout, which bounds every read), each change handed
     /// to `each` until it returns false. An empty `resource_version` starts with the current
@@ -448,11 +437,6 @@ impl Kube {
 
     pub fn resource(&self) -> TargetResource {
         self.resource
-    }
-
-    /// The API server's URL, for messages.
-    pub fn server(&self) -> &str {
-        &self.server
     }
 }
 

@@ -182,6 +182,7 @@ pub async fn wait(
             break;
         }
         let secs = left.min(settings.chunk).as_secs().max(1) as u32;
+        let started = Instant::now();
         let watch = kube.watch_owned(instance, &from, secs, |event| {
             let line = match event {
                 Watched::Changed { name, object } => {
@@ -201,6 +202,12 @@ pub async fn wait(
             // 410 Gone: the version is too old; start again from the current state.
             Ok(Ok(None)) => from.clear(),
             Ok(Err(e)) => return Err(e.context("waiting for the objects m2s wrote")),
+        }
+        // A watch the server ended at once (not at its timeout) is not retried in a hot loop.
+        if !tracker.done() && started.elapsed() < Duration::from_secs(1) {
+            let pause =
+                Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(pause).await;
         }
     }
     Ok(())
