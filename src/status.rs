@@ -129,6 +129,54 @@ fn counts<T: Copy + PartialEq>(
         .join(", ")
 }
 
+/// The objects as a table with tidy columns; a message goes on its own line under its row.
+fn write_table(out: &mut String, objects: &[ObjectState], now: Timestamp) {
+    let head = [
+        "NAME", "MODEL", "VERSION", "FOLLOWS", "STATE", "AGE", "REGISTRY", "URL",
+    ];
+    let rows: Vec<[String; 8]> = objects
+        .iter()
+        .map(|o| {
+            [
+                o.name.clone(),
+                o.model.clone().unwrap_or_else(|| "-".into()),
+                o.version.clone().unwrap_or_else(|| "-".into()),
+                o.selector
+                    .as_ref()
+                    .map_or_else(|| "-".into(), Selector::to_string),
+                o.readiness.state.to_string(),
+                age_seconds(o.created.as_deref(), now).map_or_else(|| "-".into(), short_age),
+                o.verdict.label().to_string(),
+                o.readiness.url.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(l, "  {cell:<w$}");
+        }
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(&head));
+    for (o, row) in objects.iter().zip(&rows) {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "{}", line(&cells));
+        if let Some(message) = &o.readiness.message {
+            let _ = writeln!(out, "      {message}");
+        }
+    }
+}
+
 /// The report as text: a table of the objects (messages on their own line), the entries not
 /// deployed yet or not deployable, and a summary line.
 pub fn render_text(report: &Report, cfg: &DeployConfig, now: Timestamp) -> String {
@@ -151,50 +199,7 @@ pub fn render_text(report: &Report, cfg: &DeployConfig, now: Timestamp) -> Strin
             "{} of m2s instance {instance:?} in namespace {namespace:?}:\n",
             resource.kinds(objects.len())
         );
-        let head = [
-            "NAME", "MODEL", "VERSION", "FOLLOWS", "STATE", "AGE", "REGISTRY", "URL",
-        ];
-        let rows: Vec<[String; 8]> = objects
-            .iter()
-            .map(|o| {
-                [
-                    o.name.clone(),
-                    o.model.clone().unwrap_or_else(|| "-".into()),
-                    o.version.clone().unwrap_or_else(|| "-".into()),
-                    o.selector
-                        .as_ref()
-                        .map_or_else(|| "-".into(), Selector::to_string),
-                    o.readiness.state.to_string(),
-                    age_seconds(o.created.as_deref(), now).map_or_else(|| "-".into(), short_age),
-                    o.verdict.label().to_string(),
-                    o.readiness.url.clone().unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        let widths: Vec<usize> = (0..head.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([head[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[&str]| {
-            let mut l = String::new();
-            for (cell, w) in cells.iter().zip(&widths) {
-                let _ = write!(l, "  {cell:<w$}");
-            }
-            l.trim_end().to_string()
-        };
-        let _ = writeln!(out, "{}", line(&head));
-        for (o, row) in objects.iter().zip(&rows) {
-            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-            let _ = writeln!(out, "{}", line(&cells));
-            if let Some(message) = &o.readiness.message {
-                let _ = writeln!(out, "      {message}");
-            }
-        }
+        write_table(&mut out, objects, now);
         out.push('\n');
     }
     let width = report

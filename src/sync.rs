@@ -115,18 +115,7 @@ pub fn sync(
             failures.join("; ")
         ));
     }
-    let mut tracker = Tracker::default();
-    for o in &outcomes {
-        let change = &plan.changes[o.change];
-        if let (Some(w), Action::Create | Action::Update) = (&o.written, change.action) {
-            tracker.add(
-                &change.name,
-                w.generation,
-                w.resource_version.clone(),
-                w.readiness.clone(),
-            );
-        }
-    }
+    let mut tracker = written_objects(&prepared, &outcomes);
     if let Some(timeout) = options.wait {
         if let Some(problem) = wait_for(&prepared, config, &mut tracker, timeout, &mut stdout)? {
             problems.push(problem);
@@ -154,6 +143,23 @@ pub fn sync(
         bail!(problems.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The objects created or updated, as written: what `--wait` follows.
+fn written_objects(prepared: &Prepared, outcomes: &[Outcome]) -> Tracker {
+    let mut tracker = Tracker::default();
+    for o in outcomes {
+        let change = &prepared.plan.changes[o.change];
+        if let (Some(w), Action::Create | Action::Update) = (&o.written, change.action) {
+            tracker.add(
+                &change.name,
+                w.generation,
+                w.resource_version.clone(),
+                w.readiness.clone(),
+            );
+        }
+    }
+    tracker
 }
 
 /// The plan's line for a change ("iris v3 → v4 (stage Production): version 3 → 4"): the note

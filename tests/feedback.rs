@@ -128,27 +128,14 @@ fn an_event_for_each_kind_of_change() {
 
 /// A ServiceAccount that may do what `sync` needs on SeldonDeployments, and nothing else.
 fn sync_only_account(d: &Deployed) -> std::path::PathBuf {
-    let (sb, ns) = (&d.sb, &d.ns);
-    sb.kubectl_ok(&["-n", ns, "create", "serviceaccount", "syncer"]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "role",
+    let verbs = "get,list,create,patch,delete";
+    service_account_with(
+        &d.sb,
+        &d.ns,
         "syncer",
-        "--verb=get,list,create,patch,delete",
-        "--resource=seldondeployments.machinelearning.seldon.io",
-    ]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "rolebinding",
-        "syncer",
-        "--role=syncer",
-        &format!("--serviceaccount={ns}:syncer"),
-    ]);
-    token_kubeconfig(sb, "syncer", ns, &temp_dir("syncer"))
+        verbs,
+        "seldondeployments.machinelearning.seldon.io",
+    )
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{run_expect, Sandbox};
-use faults_support::{audit_mark, requests_since, temp_dir, token_kubeconfig};
+use faults_support::{audit_mark, requests_since, service_account_with};
 use serde_json::{json, Value};
 use serving_support::{controller_status, kind, Setup};
 
@@ -121,26 +121,7 @@ fn status_needs_only_get_and_list(target: &'static str) {
     run_expect(s.m2s().arg("sync"), 0);
     let resource = common::resource_of(target);
     let (sb, ns) = (&s.sb, &s.ns);
-    sb.kubectl_ok(&["-n", ns, "create", "serviceaccount", "reader"]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "role",
-        "reader",
-        "--verb=get,list",
-        &format!("--resource={resource}"),
-    ]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "rolebinding",
-        "reader",
-        "--role=reader",
-        &format!("--serviceaccount={ns}:reader"),
-    ]);
-    let kc = token_kubeconfig(sb, "reader", ns, &temp_dir("status-reader"));
+    let kc = service_account_with(sb, ns, "reader", "get,list", &resource);
     let mark = audit_mark();
     let r = run_expect(s.m2s().env("KUBECONFIG", &kc).arg("status"), 0);
     assert!(r.stdout.contains(&format!("  {name} ")), "{}", r.stdout);

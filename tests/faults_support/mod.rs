@@ -430,37 +430,26 @@ pub fn audit_mark() -> u64 {
 /// Write requests (create/update/patch/delete, allowed or not) on SeldonDeployments in `ns`
 /// that the API server logged since `mark`; `None` without an audit log.
 pub fn writes_since(mark: u64, ns: &str) -> Option<Vec<String>> {
-    let path = audit_path()?;
-    let mut f = fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    // A rotated log is shorter than the mark: read it whole.
-    f.seek(SeekFrom::Start(if len >= mark { mark } else { 0 }))
-        .ok()?;
-    let needle = format!("\"namespace\":\"{ns}\"");
-    let mut out = Vec::new();
-    for line in BufReader::new(f).lines().map_while(Result::ok) {
-        if !line.contains(&needle) || !line.contains("seldondeployments") {
-            continue;
-        }
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        let verb = ev["verb"].as_str().unwrap_or_default();
-        if ev["stage"] == "ResponseComplete"
-            && ev["objectRef"]["namespace"] == ns
-            && matches!(
-                verb,
-                "create" | "update" | "patch" | "delete" | "deletecollection"
-            )
-        {
-            out.push(format!(
-                "{verb} {} -> {}",
+    let writes = requests_since(mark, ns)?
+        .into_iter()
+        .filter(|ev| {
+            ev["stage"] == "ResponseComplete"
+                && ev["objectRef"]["resource"] == "seldondeployments"
+                && matches!(
+                    ev["verb"].as_str().unwrap_or_default(),
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+        })
+        .map(|ev| {
+            format!(
+                "{} {} -> {}",
+                ev["verb"].as_str().unwrap_or_default(),
                 ev["objectRef"]["name"].as_str().unwrap_or_default(),
                 ev["responseStatus"]["code"]
-            ));
-        }
-    }
-    Some(out)
+            )
+        })
+        .collect();
+    Some(writes)
 }
 
 /// Every request on objects in `ns` that the API server logged since `mark` (audit events,
@@ -545,6 +534,37 @@ pub fn token_kubeconfig(sb: &Sandbox, sa: &str, ns: &str, dir: &Path) -> PathBuf
     let path = dir.join("kubeconfig-sa.json");
     write_private(&path, &kc.to_string());
     path
+}
+
+/// A kubeconfig of a new ServiceAccount `sa` in `ns`, bound to a Role with `verbs` on
+/// `resource` (`plural.group`) only.
+pub fn service_account_with(
+    sb: &Sandbox,
+    ns: &str,
+    sa: &str,
+    verbs: &str,
+    resource: &str,
+) -> PathBuf {
+    sb.kubectl_ok(&["-n", ns, "create", "serviceaccount", sa]);
+    sb.kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "role",
+        sa,
+        &format!("--verb={verbs}"),
+        &format!("--resource={resource}"),
+    ]);
+    sb.kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        sa,
+        &format!("--role={sa}"),
+        &format!("--serviceaccount={ns}:{sa}"),
+    ]);
+    token_kubeconfig(sb, sa, ns, &temp_dir(sa))
 }
 
 /// The sandbox admin's bearer token (to check that it is never printed).
