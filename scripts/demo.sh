@@ -86,4 +86,7 @@ show
 step "m2s plan --detailed-exitcode (nothing left to do: exit 0)"
 $M2S plan --detailed-exitcode
 echo
+step "m2s status: is each object serving? (the sandbox runs no controllers: their states stay Pending)"
+$M2S status
+echo
 echo "Demo namespace: $NS, target $TARGET   (MLflow UI: $M2S_SANDBOX_MLFLOW_URL, kubeconfig: $M2S_SANDBOX_KUBECONFIG)"

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show what `sync` would change, without changing anything.
     Plan(PlanArgs),
+    /// Show every object m2s manages: whether it serves, and whether it matches the registry.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -36,8 +38,41 @@ pub struct SyncArgs {
     /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
     #[arg(long, env = "M2S_DRY_RUN")]
     pub dry_run: bool,
+    /// After applying, wait until every created or updated object is Available; exit 1 naming
+    /// each one that failed or was not ready in time (needs RBAC verb "watch").
+    #[arg(long, env = "M2S_WAIT")]
+    pub wait: bool,
+    /// How long --wait waits, in seconds (below M2S_RUN_TIMEOUT).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "M2S_WAIT_TIMEOUT",
+        default_value_t = 300
+    )]
+    pub wait_timeout: u64,
+    /// Record a Kubernetes Event about each change (create, update, delete, failed write) and
+    /// each entry that cannot be deployed (needs RBAC verb "create" on events.events.k8s.io).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "M2S_EVENTS",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub events: bool,
+    /// Write each object's state and URL back to MLflow, as tags m2s.<namespace>.<name>.state
+    /// and .url on the model version it serves (needs MLflow's EDIT permission).
+    #[arg(long, env = "M2S_WRITE_BACK")]
+    pub write_back: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_STATUS_OUTPUT")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,9 @@ pub struct DeployConfig {
     pub aliases: AliasSelection,
     /// MLflow URL recorded on each object (credentials never included).
     pub mlflow_url: String,
+    /// Write each object's state back to MLflow as tags (`sync --write-back`): the registry
+    /// then keeps this namespace's write-back tags of the versions it reads.
+    pub write_back: bool,
 }
 
 impl DeployConfig {
@@ -99,6 +102,7 @@ impl DeployConfig {
             stages: vec!["Staging".into(), "Production".into()],
             aliases: AliasSelection::Listed(vec![]),
             mlflow_url: mlflow_url.to_string(),
+            write_back: false,
         }
     }
 
@@ -280,6 +284,7 @@ impl Config {
                 stages,
                 aliases,
                 mlflow_url: url.as_str().trim_end_matches('/').to_string(),
+                write_back: false,
             },
             kubeconfig: s.kubeconfig.clone(),
             concurrency: s.concurrency,

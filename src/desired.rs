@@ -132,6 +132,9 @@ pub struct Registry {
     pub errors: Vec<EntryError>,
     /// Sorted.
     pub models: Vec<String>,
+    /// With write-back: the write-back tags of this namespace (`m2s.<namespace>.…`) on every
+    /// version the search returned, by (model, version); empty otherwise.
+    pub published: BTreeMap<(String, String), Vec<Tag>>,
 }
 
 impl Registry {
@@ -216,6 +219,16 @@ impl<'a> RegistryBuilder<'a> {
                 ..ModelVersion::default()
             });
             picked.push((Selector::Alias(alias.alias.clone()), version));
+        }
+        if cfg.write_back {
+            let prefix = crate::writeback::prefix(&cfg.namespace);
+            for v in &model.latest_versions {
+                let ours = v.tags.iter().filter(|t| t.key.starts_with(&prefix));
+                self.registry.published.insert(
+                    (model.name.clone(), v.version.clone()),
+                    ours.cloned().collect(),
+                );
+            }
         }
         let tag_image = model
             .tag(&cfg.image_tag)

@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::{stream, StreamExt};
 
 use crate::cli::{Cli, Command, GuardArgs, OutputFormat};
 use crate::config::{process_env, Config};
-use crate::desired::{render, EntryError, Registry, RegistryBuilder};
+use crate::desired::{EntryError, Registry, RegistryBuilder};
 use crate::k8s::{self, Kube};
 use crate::mlflow::MlflowClient;
-use crate::output::{render_json, render_text, summary_line};
-use crate::plan::{self, check_deletion_guard, Action, Change, Observer, Plan};
+use crate::output::{render_json, render_text};
+use crate::plan::{self, check_deletion_guard, Action, Change, Found, Observer, Plan};
+use crate::status::{self, EntryRef, ObjectState, Report};
+use crate::sync::SyncOptions;
+use crate::targets::readiness_of;
 
 /// Exit code of `plan --detailed-exitcode` when changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
@@ -25,15 +27,16 @@ enum Mode {
         output: OutputFormat,
         detailed_exitcode: bool,
     },
-    Sync {
-        dry_run: bool,
+    Status {
+        output: OutputFormat,
     },
+    Sync(SyncOptions),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     // One TLS provider for kube and reqwest; a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = Config::from_settings(&cli.settings, &process_env)?;
+    let mut config = Config::from_settings(&cli.settings, &process_env)?;
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
@@ -45,7 +48,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
             p.guard,
         ),
-        Command::Sync(s) => (Mode::Sync { dry_run: s.dry_run }, s.guard),
+        Command::Status(s) => (Mode::Status { output: s.output }, GuardArgs::default()),
+        Command::Sync(s) => {
+            let options = SyncOptions::from_args(&s, &config)?;
+            config.deploy.write_back = options.write_back;
+            (Mode::Sync(options), s.guard)
+        }
     };
     start_watchdog(config.run_timeout);
     execute(&config, mode, &guard)
@@ -70,7 +78,9 @@ pub struct Prepared {
     pub plan: Plan,
     pub kube: Kube,
     pub runtime: tokio::runtime::Runtime,
-    pub mlflow_requests: u64,
+    pub mlflow: MlflowClient,
+    /// Every managed object with its readiness, when the run asked for them (write-back).
+    pub states: Vec<ObjectState>,
 }
 
 /// Phase 1: the registry, read page by page into entries (outside the async runtime:
@@ -93,16 +103,29 @@ fn read_registry(mlflow: &MlflowClient, config: &Config) -> Result<Registry> {
 }
 
 /// Phase 2: the objects this instance owns, compared with the entries as each LIST page
-/// arrives.
+/// arrives; with `states`, also each object's readiness (read from its status as it streams).
 fn observe<'r>(
     runtime: &tokio::runtime::Runtime,
     kube: &Kube,
     registry: &'r Registry,
     config: &'r Config,
+    states: Option<&mut Vec<ObjectState>>,
 ) -> Result<Observer<'r>> {
     let deploy = &config.deploy;
     let mut observer = Observer::new(registry, deploy);
-    runtime.block_on(kube.list_owned(&deploy.instance, |o| observer.observe(&o)))?;
+    match states {
+        None => runtime.block_on(kube.list_owned(&deploy.instance, |o| {
+            observer.observe(&o);
+        }))?,
+        Some(states) => {
+            let target = deploy.target;
+            runtime.block_on(kube.list_owned_with_status(&deploy.instance, |o, seen| {
+                let verdict = observer.observe(&o);
+                let readiness = readiness_of(target, seen.generation, &seen.status);
+                states.push(ObjectState::of(&o, seen.created, readiness, verdict));
+            }))?
+        }
+    }
     log::info!(
         "cluster: {} owned by instance {:?} in namespace {:?}",
         deploy.target.resource().count(observer.managed),
@@ -110,6 +133,25 @@ fn observe<'r>(
         deploy.namespace
     );
     Ok(observer)
+}
+
+/// The async runtime and the Kubernetes client of a run.
+fn connect(config: &Config) -> Result<(tokio::runtime::Runtime, Kube)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (client, server) = runtime.block_on(k8s::connect(
+        config.kubeconfig.as_deref(),
+        config.request_timeout,
+    ))?;
+    let kube = Kube::new(
+        client,
+        &config.deploy.namespace,
+        server,
+        config.deploy.target.resource(),
+    );
+    Ok((runtime, kube))
 }
 
 /// Phase 4: names wanted for creation that someone else's object already has become errors.
@@ -152,27 +194,21 @@ fn refuse_foreign_names(prepared: &mut Prepared, config: &Config) -> Result<()> 
     Ok(())
 }
 
-/// Reads both sides and computes the plan. Nothing is written here.
-pub fn prepare(config: &Config) -> Result<Prepared> {
+/// Reads both sides and computes the plan. Nothing is written here. With `with_states`, every
+/// managed object's readiness is read as well (write-back needs it).
+pub fn prepare(config: &Config, with_states: bool) -> Result<Prepared> {
     let started = Instant::now();
     let mlflow = MlflowClient::new(&config.mlflow)?;
     let registry = read_registry(&mlflow, config)?;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (client, server) = runtime.block_on(k8s::connect(
-        config.kubeconfig.as_deref(),
-        config.request_timeout,
-    ))?;
-    let kube = Kube::new(
-        client,
-        &config.deploy.namespace,
-        server,
-        config.deploy.target.resource(),
-    );
-    let observer = observe(&runtime, &kube, &registry, config)?;
+    let (runtime, kube) = connect(config)?;
+    let mut states = Vec::new();
+    let observer = observe(
+        &runtime,
+        &kube,
+        &registry,
+        config,
+        with_states.then_some(&mut states),
+    )?;
 
     // Phase 3: only entries without an object, or whose object serves another version, cost
     // MLflow look-ups; the others reuse the location recorded on their object.
@@ -194,16 +230,52 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
         plan,
         kube,
         runtime,
-        mlflow_requests: mlflow.requests_sent(),
+        mlflow,
+        states,
     };
     refuse_foreign_names(&mut prepared, config)?;
     log::debug!(
         "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",
         started.elapsed(),
-        prepared.mlflow_requests,
+        prepared.mlflow.requests_sent(),
         prepared.kube.requests_sent()
     );
     Ok(prepared)
+}
+
+/// `m2s status`: the registry and the objects with their status, read only (no MLflow
+/// look-ups beyond the search, no write).
+fn status(config: &Config, output: OutputFormat) -> Result<ExitCode> {
+    let mlflow = MlflowClient::new(&config.mlflow)?;
+    let registry = read_registry(&mlflow, config)?;
+    let (runtime, kube) = connect(config)?;
+    let mut objects = Vec::new();
+    let observer = observe(&runtime, &kube, &registry, config, Some(&mut objects))?;
+    objects.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut report = Report {
+        objects,
+        not_deployable: registry.errors.clone(),
+        ..Report::default()
+    };
+    for (entry, found) in registry.entries.iter().zip(&observer.found) {
+        match found {
+            Found::Absent => report.not_deployed.push(EntryRef::of(entry)),
+            Found::Held(message) => report
+                .not_deployable
+                .push(EntryError::of(entry, message.clone())),
+            _ => {}
+        }
+    }
+    report.not_deployable.sort_by(|a, b| a.name.cmp(&b.name));
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let text = match output {
+        OutputFormat::Text => status::render_text(&report, &config.deploy, now),
+        OutputFormat::Json => status::render_json(&report, &config.deploy, now),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The deletion guard; its refusal names the registry that was read, since a wrong URL or
@@ -229,146 +301,54 @@ pub fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result
     })
 }
 
-fn not_deployable(plan: &Plan) -> anyhow::Error {
+pub(crate) fn not_deployable(plan: &Plan) -> String {
     let n = plan.errors.len();
-    anyhow::anyhow!(
+    format!(
         "{n} registry {} cannot be deployed (listed above)",
         if n == 1 { "entry" } else { "entries" }
     )
 }
 
 fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
-    let prepared = prepare(config)?;
-    let plan = &prepared.plan;
-    let (registry, deploy) = (&prepared.registry, &config.deploy);
-    let mut stdout = std::io::stdout().lock();
-    match mode {
+    let options = match mode {
+        Mode::Status { output } => return status(config, output),
+        Mode::Sync(options) => options,
         Mode::Plan {
             output,
             detailed_exitcode,
-        } => {
-            let guard_result = deletion_guard(plan, config, guard);
-            match output {
-                OutputFormat::Text => write!(stdout, "{}", render_text(plan, registry, deploy))?,
-                OutputFormat::Json => write!(
-                    stdout,
-                    "{}",
-                    render_json(plan, registry, deploy, guard_result.as_ref().err())
-                )?,
-            }
-            stdout.flush()?;
-            guard_result?;
-            if !plan.errors.is_empty() {
-                return Err(not_deployable(plan));
-            }
-            Ok(if detailed_exitcode && !plan.is_empty() {
-                ExitCode::from(EXIT_CHANGES)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Mode::Sync { dry_run } => {
-            write!(stdout, "{}", render_text(plan, registry, deploy))?;
-            stdout.flush()?;
-            deletion_guard(plan, config, guard)?;
-            let failures = apply(&prepared, config, dry_run);
-            let failed = |action| failures.iter().filter(|(a, _)| *a == action).count();
-            let done = [Action::Create, Action::Update, Action::Delete]
-                .map(|action| plan.count(action) - failed(action));
-            writeln!(
-                stdout,
-                "{}",
-                summary_line(plan, done, failures.len(), dry_run)
-            )?;
-            log::debug!(
-                "requests: MLflow {}, Kubernetes {} ({} writes)",
-                prepared.mlflow_requests,
-                prepared.kube.requests_sent(),
-                prepared.kube.writes_sent()
-            );
-            if !failures.is_empty() {
-                let n = plan.changes.len();
-                anyhow::bail!(
-                    "{} of {n} {} failed: {}",
-                    failures.len(),
-                    if n == 1 { "change" } else { "changes" },
-                    failures
-                        .iter()
-                        .map(|(_, f)| f.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-            }
-            if !plan.errors.is_empty() {
-                return Err(not_deployable(plan));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+        } => return plan_mode(config, output, detailed_exitcode, guard),
+    };
+    let prepared = prepare(config, options.write_back)?;
+    crate::sync::sync(prepared, config, &options, guard)
 }
 
-/// Writes one change: the body of a create or update is rendered now, so no more than
-/// `concurrency` bodies exist at once.
-async fn write_change(
-    prepared: &Prepared,
+fn plan_mode(
     config: &Config,
-    change: &Change,
-    dry_run: bool,
-) -> Result<()> {
-    let kube = &prepared.kube;
-    match change.action {
-        Action::Create | Action::Update => {
-            let entry = change
-                .entry(&prepared.registry)
-                .context("a change without its entry")?;
-            let resolved = change
-                .resolved
-                .as_ref()
-                .context("a change without its location")?;
-            let desired = render(
-                entry,
-                &resolved.location,
-                &resolved.version_tags,
-                &config.deploy,
-            )
-            .map_err(anyhow::Error::msg)?;
-            kube.apply(change, desired.object, dry_run).await
-        }
-        Action::Delete => kube.delete(change, dry_run).await,
+    output: OutputFormat,
+    detailed_exitcode: bool,
+    guard: &GuardArgs,
+) -> Result<ExitCode> {
+    let prepared = prepare(config, false)?;
+    let plan = &prepared.plan;
+    let (registry, deploy) = (&prepared.registry, &config.deploy);
+    let mut stdout = std::io::stdout().lock();
+    let guard_result = deletion_guard(plan, config, guard);
+    match output {
+        OutputFormat::Text => write!(stdout, "{}", render_text(plan, registry, deploy))?,
+        OutputFormat::Json => write!(
+            stdout,
+            "{}",
+            render_json(plan, registry, deploy, guard_result.as_ref().err())
+        )?,
     }
-}
-
-/// Applies every change with bounded concurrency; one failure does not stop the others.
-/// Returns the failures, each with its action and a message naming its object.
-fn apply(prepared: &Prepared, config: &Config, dry_run: bool) -> Vec<(Action, String)> {
-    // Only failures are kept: a cold sync of tens of thousands of objects keeps no per-object
-    // result.
-    let mut failures: Vec<(Action, String)> = prepared.runtime.block_on(
-        stream::iter(&prepared.plan.changes)
-            .map(|change| async move {
-                let result = write_change(prepared, config, change, dry_run).await;
-                match &result {
-                    Ok(()) => log::info!(
-                        "{}{} {} ({})",
-                        if dry_run { "[dry run] " } else { "" },
-                        match change.action {
-                            Action::Create => "created",
-                            Action::Update => "updated",
-                            Action::Delete => "deleted",
-                        },
-                        change.name,
-                        change.reason
-                    ),
-                    Err(e) => log::error!("{}: {e:#}", change.name),
-                }
-                result
-                    .err()
-                    .map(|e| (change.action, format!("{}: {e:#}", change.name)))
-            })
-            .buffer_unordered(config.concurrency)
-            .filter_map(|failure| async move { failure })
-            .collect(),
-    );
-    failures.sort_by(|a, b| a.1.cmp(&b.1));
-    failures
+    stdout.flush()?;
+    guard_result?;
+    if !plan.errors.is_empty() {
+        anyhow::bail!(not_deployable(plan));
+    }
+    Ok(if detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch,
-    PatchParams, Preconditions,
+    PatchParams, Preconditions, WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ListMeta, Request, TypeMeta};
 use kube::{Client, Config, Resource};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -201,8 +203,31 @@ impl Kube {
         let base = ListParams::default().labels(&owned_selector(instance));
         self.list_pages(
             base,
-            |lp| async move { self.list_lean(&lp).await },
-            |o: Listed| each(ActualObject::from(o)),
+            |lp| async move { self.list_lean::<IgnoredAny>(&lp).await },
+            |o| each(ActualObject::from(o)),
+        )
+        .await
+    }
+
+    /// [`list_owned`](Kube::list_owned) with each object's generation, age and status, for
+    /// `status` and write-back; `each` reduces the status as the page streams.
+    pub async fn list_owned_with_status(
+        &self,
+        instance: &str,
+        mut each: impl FnMut(ActualObject, Observed),
+    ) -> Result<()> {
+        let base = ListParams::default().labels(&owned_selector(instance));
+        self.list_pages(
+            base,
+            |lp| async move { self.list_lean::<Value>(&lp).await },
+            |mut o: Listed<Value>| {
+                let observed = Observed {
+                    generation: o.metadata.generation,
+                    created: o.metadata.creation_timestamp.take(),
+                    status: o.status.take(),
+                };
+                each(ActualObject::from(o), observed)
+            },
         )
         .await
     }
@@ -210,12 +235,15 @@ impl Kube {
     /// One LIST page, read into [`Listed`]: kube's `ObjectList` and `DynamicObject` buffer a
     /// whole page in serde's `flatten` form first (about 30 KB an object, managedFields
     /// included), which made the list the peak of a run's memory.
-    async fn list_lean(&self, lp: &ListParams) -> kube::Result<ObjectList<Listed>> {
+    async fn list_lean<S>(&self, lp: &ListParams) -> kube::Result<ObjectList<Listed<S>>>
+    where
+        S: serde::de::DeserializeOwned + Default + Clone,
+    {
         let url = DynamicObject::url_path(&api_resource(&self.resource), Some(&self.namespace));
         let req = Request::new(url)
             .list(lp)
             .map_err(kube::Error::BuildRequest)?;
-        let page: ListedPage = self.api.clone().into_client().request(req).await?;
+        let page: ListedPage<S> = self.api.clone().into_client().request(req).await?;
         Ok(ObjectList {
             types: TypeMeta::default(),
             metadata: ListMeta {
@@ -253,7 +281,7 @@ impl Kube {
     /// listed resourceVersion, so an object changed since the list is not overwritten blindly:
     /// on that conflict the object is read again and accepted if it already is as desired
     /// (another m2s run did it).
-    pub async fn apply(&self, change: &Change, mut body: Value, dry_run: bool) -> Result<()> {
+    pub async fn apply(&self, change: &Change, mut body: Value, dry_run: bool) -> Result<Applied> {
         if let Some(rv) = change.resource_version() {
             body["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         }
@@ -271,7 +299,7 @@ impl Kube {
             .patch(&change.name, &pp, &Patch::Apply(&body))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(applied) => Ok(Applied::of(applied)),
             Err(e) if status_code(&e) == Some(409) => {
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let current = self
@@ -279,7 +307,7 @@ impl Kube {
                     .get_opt(&change.name)
                     .await
                     .map_err(|e| self.explain(e, "get", Some(&change.name)))?;
-                let already = current.as_ref().is_some_and(|c| {
+                let already = current.filter(|c| {
                     let c = serde_json::to_value(c).unwrap_or_default();
                     is_subset(&body["metadata"]["labels"], &c["metadata"]["labels"])
                         && is_subset(
@@ -288,9 +316,9 @@ impl Kube {
                         )
                         && is_subset(&body["spec"], &c["spec"])
                 });
-                if already {
+                if let Some(current) = already {
                     log::info!("{}: already as desired (written concurrently)", change.name);
-                    Ok(())
+                    Ok(Applied::of(current))
                 } else {
                     Err(self.explain(e, verb, Some(&change.name)).context(
                         "the object changed since m2s listed it; not overwritten (the next run will retry)",
@@ -328,6 +356,90 @@ impl Kube {
     }
 }
 
+impl Kube {
+    /// One WATCH of this instance's objects after `resource_version`, for at most `secs`
+    /// seconds (kept below the request timeout, which bounds every read), each change handed
+    /// to `each` until it returns false. An empty `resource_version` starts with the current
+    /// state of every object. Returns the resourceVersion to watch on from, or `None` when the
+    /// server no longer has that version (410 Gone).
+    pub async fn watch_owned(
+        &self,
+        instance: &str,
+        resource_version: &str,
+        secs: u32,
+        mut each: impl FnMut(Watched) -> bool,
+    ) -> Result<Option<String>> {
+        let wp = WatchParams::default()
+            .labels(&owned_selector(instance))
+            .timeout(secs.max(1));
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let stream = self
+            .api
+            .watch(&wp, resource_version)
+            .await
+            .map_err(|e| self.explain(e, "watch", None))?;
+        futures::pin_mut!(stream);
+        let mut last = resource_version.to_string();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                // The server ends a watch by closing it; a cut connection ends it the same way.
+                Err(e) => {
+                    log::debug!("watch ended: {e}");
+                    break;
+                }
+            };
+            match event {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    let object = Applied::of(o);
+                    if let Some(rv) = &object.resource_version {
+                        last.clone_from(rv);
+                    }
+                    if !each(Watched::Changed { name, object }) {
+                        break;
+                    }
+                }
+                WatchEvent::Deleted(o) => {
+                    if let Some(rv) = &o.metadata.resource_version {
+                        last.clone_from(rv);
+                    }
+                    let name = o.metadata.name.unwrap_or_default();
+                    if !each(Watched::Deleted { name }) {
+                        break;
+                    }
+                }
+                WatchEvent::Bookmark(b) => last = b.metadata.resource_version,
+                WatchEvent::Error(status) if status.code == 410 => return Ok(None),
+                WatchEvent::Error(status) => {
+                    return Err(anyhow!(
+                        "watch {}s in namespace {} (Kubernetes API at {}): {} ({})",
+                        self.resource.kind,
+                        self.namespace,
+                        self.server,
+                        status.message,
+                        status.code
+                    ))
+                }
+            }
+        }
+        Ok(Some(last))
+    }
+
+    /// The client, for the other resources of a run (Events).
+    pub fn client(&self) -> Client {
+        self.api.clone().into_client()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn resource(&self) -> TargetResource {
+        self.resource
+    }
+}
+
 /// Whether labels carry [`owned_selector`] for `instance`.
 fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
     labels.is_some_and(|l| {
@@ -336,13 +448,16 @@ fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
     })
 }
 
-/// A listed object: the fields m2s reads, nothing else.
+/// A listed object: the fields m2s reads, nothing else. `S` is its status, skipped unread
+/// (`IgnoredAny`) unless the caller asks for readiness: a plain sync never parses a status.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Listed {
+pub struct Listed<S = IgnoredAny> {
     #[serde(default)]
     metadata: ListedMeta,
     #[serde(default)]
     spec: Value,
+    #[serde(default)]
+    status: S,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -355,17 +470,22 @@ struct ListedMeta {
     #[serde(default)]
     resource_version: Option<String>,
     #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    creation_timestamp: Option<String>,
+    #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ListedPage {
+#[serde(bound = "S: Deserialize<'de> + Default")]
+struct ListedPage<S> {
     #[serde(default)]
     metadata: ListedPageMeta,
-    #[serde(default)]
-    items: Vec<Listed>,
+    #[serde(default = "Vec::new")]
+    items: Vec<Listed<S>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,8 +494,44 @@ struct ListedPageMeta {
     continue_: Option<String>,
 }
 
-impl From<Listed> for ActualObject {
-    fn from(o: Listed) -> ActualObject {
+/// What the status listing adds to an object: its generation, when it was created, its status.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub created: Option<String>,
+    pub status: Value,
+}
+
+/// An object as a write or a read returned it, reduced to what waiting and Events need.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    pub status: Value,
+}
+
+impl Applied {
+    fn of(o: DynamicObject) -> Applied {
+        let mut data = o.data;
+        Applied {
+            uid: o.metadata.uid,
+            resource_version: o.metadata.resource_version,
+            generation: o.metadata.generation,
+            status: data.get_mut("status").map(Value::take).unwrap_or_default(),
+        }
+    }
+}
+
+/// One change a watch reported about an object of this instance.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    Changed { name: String, object: Applied },
+    Deleted { name: String },
+}
+
+impl<S> From<Listed<S>> for ActualObject {
+    fn from(o: Listed<S>) -> ActualObject {
         let meta = o.metadata;
         ActualObject {
             name: meta.name.unwrap_or_default(),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod engine;
+pub mod events;
 pub mod image;
 pub mod k8s;
 pub mod mlflow;
@@ -19,6 +20,10 @@ pub mod overlay;
 pub mod plan;
 pub mod quantity;
 pub mod settings;
+pub mod status;
+pub mod sync;
 pub mod targets;
+pub mod wait;
+pub mod writeback;
 
 pub use engine::run;

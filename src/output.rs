@@ -8,7 +8,8 @@ use crate::config::DeployConfig;
 use crate::desired::{EntryError, Registry, Selector};
 use crate::plan::{Action, Change, Plan};
 
-fn describe(
+/// "iris v3 → v4 (stage Production)": what a plan line is about.
+pub fn describe(
     model: Option<&str>,
     version: Option<&str>,
     previous: Option<&str>,
@@ -31,6 +32,21 @@ fn describe(
         let _ = write!(s, " ({sel})");
     }
     s.trim().to_string()
+}
+
+/// One line an entry that cannot be deployed ("  ! name  iris v1 (stage Production): why"),
+/// names padded to `width`, and a blank line.
+pub fn write_errors(out: &mut String, errors: &[EntryError], width: usize) {
+    for e in errors {
+        let what = describe(
+            Some(&e.model),
+            e.version.as_deref(),
+            None,
+            Some(&e.selector),
+        );
+        let _ = writeln!(out, "  ! {:<width$}  {what}: {}", e.name, e.message);
+    }
+    out.push('\n');
 }
 
 /// The plan as text, ending with terraform's summary line (or `No changes.`).
@@ -82,16 +98,7 @@ pub fn render_text(plan: &Plan, registry: &Registry, cfg: &DeployConfig) -> Stri
                 resource.kinds(2)
             )
         };
-        for e in &plan.errors {
-            let what = describe(
-                Some(&e.model),
-                e.version.as_deref(),
-                None,
-                Some(&e.selector),
-            );
-            let _ = writeln!(out, "  ! {:<width$}  {what}: {}", e.name, e.message);
-        }
-        out.push('\n');
+        write_errors(&mut out, &plan.errors, width);
     }
     if plan.changes.is_empty() {
         let n = plan.unchanged.len();

@@ -93,6 +93,7 @@ fn sample(reg: &Registry) -> Plan {
             message: "tag broken".into(),
         }],
         managed: 3,
+        ..Plan::default()
     }
 }
 

@@ -121,6 +121,31 @@ pub struct StaleObject {
     pub before: Before,
 }
 
+/// What one listed object is, compared with the registry now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// As m2s would write it.
+    InSync,
+    /// Its entry wants something else (another version, other settings).
+    UpdatePending,
+    /// No entry wants it.
+    DeletePending,
+    /// Its entry cannot be deployed: the object is left as it is.
+    NotDeployable,
+}
+
+impl Verdict {
+    /// How `status` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::InSync => "in sync",
+            Verdict::UpdatePending => "update pending",
+            Verdict::DeletePending => "delete pending",
+            Verdict::NotDeployable => "not deployable",
+        }
+    }
+}
+
 /// Compares listed objects with the registry's entries, one object at a time.
 pub struct Observer<'a> {
     registry: &'a Registry,
@@ -129,6 +154,9 @@ pub struct Observer<'a> {
     pub found: Vec<Found>,
     /// Objects no entry wants (and no entry error holds).
     pub unwanted: Vec<ObjectRef>,
+    /// UIDs of the objects left as they are because their entry cannot be deployed (for the
+    /// Events about them).
+    pub held: BTreeMap<String, String>,
     pub managed: usize,
 }
 
@@ -139,19 +167,22 @@ impl<'a> Observer<'a> {
             cfg,
             found: vec![Found::Absent; registry.entries.len()],
             unwanted: Vec::new(),
+            held: BTreeMap::new(),
             managed: 0,
         }
     }
 
-    /// Takes in one listed object of this instance.
-    pub fn observe(&mut self, a: &ActualObject) {
+    /// Takes in one listed object of this instance, and says what it is.
+    pub fn observe(&mut self, a: &ActualObject) -> Verdict {
         self.managed += 1;
         let entries = &self.registry.entries;
         let Ok(i) = entries.binary_search_by(|e| e.name.as_str().cmp(&a.name)) else {
-            if !self.registry.holds(&a.name) {
-                self.unwanted.push(ObjectRef::of(a));
+            if self.registry.holds(&a.name) {
+                self.hold(a);
+                return Verdict::NotDeployable;
             }
-            return;
+            self.unwanted.push(ObjectRef::of(a));
+            return Verdict::DeletePending;
         };
         let entry = &entries[i];
         self.found[i] = match recorded(entry, &a.annotations) {
@@ -160,7 +191,10 @@ impl<'a> Observer<'a> {
                 before: Before::of(a, self.cfg),
             })),
             Some(rec) => match render(entry, &rec.location, &rec.version_tags, self.cfg) {
-                Err(message) => Found::Held(message),
+                Err(message) => {
+                    self.hold(a);
+                    Found::Held(message)
+                }
                 Ok(d) if in_sync(&d, a, self.cfg) => Found::InSync,
                 Ok(d) => {
                     let before = Before::of(a, self.cfg);
@@ -179,6 +213,17 @@ impl<'a> Observer<'a> {
                 }
             },
         };
+        match self.found[i] {
+            Found::InSync => Verdict::InSync,
+            Found::Held(_) => Verdict::NotDeployable,
+            _ => Verdict::UpdatePending,
+        }
+    }
+
+    fn hold(&mut self, a: &ActualObject) {
+        if let Some(uid) = &a.uid {
+            self.held.insert(a.name.clone(), uid.clone());
+        }
     }
 
     /// The entries whose location must be read from MLflow: no object yet, or a stale one.
@@ -356,6 +401,8 @@ pub struct Plan {
     pub errors: Vec<EntryError>,
     /// Managed objects found in the cluster.
     pub managed: usize,
+    /// UIDs of the objects left as they are because their entry cannot be deployed.
+    pub held: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -387,6 +434,7 @@ pub fn compute(
     let mut plan = Plan {
         errors: registry.errors.clone(),
         managed: observer.managed,
+        held: observer.held,
         ..Plan::default()
     };
     let mut resolved = resolved.into_iter();

@@ -609,7 +609,9 @@ fn rbac_is_namespaced_minimal_and_on_exactly_the_targets_resource() {
             let role = one(&docs, "Role");
             assert_eq!(role["metadata"]["namespace"], serving_ns);
             let rules = role["rules"].as_array().unwrap();
-            assert_eq!(rules.len(), 1, "{rules:?}");
+            // The serving objects, and Events (on by default; see events_wait_and_write_back).
+            assert_eq!(rules.len(), 2, "{rules:?}");
+            assert_eq!(rules[1], events_rule());
             assert_eq!(rules[0]["apiGroups"], json!([r.group]), "{target:?}");
             assert_eq!(rules[0]["resources"], json!([r.plural]), "{target:?}");
             assert!(
@@ -647,6 +649,71 @@ fn rbac_is_namespaced_minimal_and_on_exactly_the_targets_resource() {
             assert_eq!(env_value(&docs, "M2S_TARGET").as_deref(), Some(target.id()));
         }
     }
+}
+
+/// The Role's rule for Events: create on events.events.k8s.io, nothing more.
+fn events_rule() -> Value {
+    serde_json::json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]})
+}
+
+#[test]
+fn events_wait_and_write_back() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    // Defaults: Events on (M2S_EVENTS unset: m2s's default), no waiting, no write-back.
+    let docs = render(&helm, &python, &[]);
+    let env = env_map(&docs);
+    assert!(
+        !env.contains_key("M2S_EVENTS") && !env.contains_key("M2S_WRITE_BACK"),
+        "{env:?}"
+    );
+    assert!(!args(&docs).iter().any(|a| a.starts_with("--wait")));
+    let rules = one(&docs, "Role")["rules"].as_array().unwrap().clone();
+    assert!(rules.contains(&events_rule()), "{rules:?}");
+    assert!(!one(&docs, "Role").to_string().contains("watch"));
+
+    // events: false drops the Events rule and tells m2s; wait adds --wait and exactly "watch".
+    let docs = render(
+        &helm,
+        &python,
+        &[
+            "--set",
+            "events=false",
+            "--set",
+            "wait=true",
+            "--set",
+            "waitTimeoutSeconds=120",
+            "--set",
+            "writeBack=true",
+        ],
+    );
+    assert_eq!(env_value(&docs, "M2S_EVENTS").as_deref(), Some("false"));
+    assert_eq!(env_value(&docs, "M2S_WRITE_BACK").as_deref(), Some("true"));
+    assert_eq!(args(&docs), ["sync", "--wait", "--wait-timeout", "120"]);
+    let rules = one(&docs, "Role")["rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        rules[1],
+        serde_json::json!({"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["watch"]})
+    );
+
+    // Waiting needs a real run and a wait shorter than the run.
+    for (set, message) in [
+        (
+            &["--set", "wait=true", "--set", "dryRun=true"][..],
+            "persists nothing to wait for",
+        ),
+        (
+            &["--set", "wait=true", "--set", "waitTimeoutSeconds=600"][..],
+            "waitTimeoutSeconds (600) must be below runTimeoutSeconds (600)",
+        ),
+    ] {
+        let out = helm_template(&helm, set).unwrap();
+        assert!(!out.status.success(), "{set:?} was accepted");
+        assert!(stderr(&out).contains(message), "{set:?}: {}", stderr(&out));
+    }
+    let out = helm_template(&helm, &["--set", "events=yes"]).unwrap();
+    assert!(!out.status.success(), "a non-boolean events was accepted");
 }
 
 #[test]
@@ -1795,6 +1862,23 @@ fn rbac_for(target_id: &str) {
     for verb in ["update", "watch", "deletecollection"] {
         assert!(!can_i(verb, &own, Some(&serving_ns)), "can {verb} {own}");
     }
+    // Events: create in the serving namespace, nothing else.
+    const EVENTS: &str = "events.events.k8s.io";
+    assert!(
+        can_i("create", EVENTS, Some(&serving_ns)),
+        "cannot create Events"
+    );
+    assert!(
+        !can_i("create", EVENTS, Some(&other_ns)),
+        "can create Events elsewhere"
+    );
+    for verb in ["get", "list", "watch", "patch", "update", "delete"] {
+        assert!(!can_i(verb, EVENTS, Some(&serving_ns)), "can {verb} Events");
+    }
+    assert!(
+        !can_i("create", "events", Some(&serving_ns)),
+        "can create core/v1 Events"
+    );
     assert!(!can_i("list", &own, None), "can list {own} cluster-wide");
     // The other targets' resources: nothing, not even in the serving namespace.
     for other in TARGETS.iter().filter(|t| t.id() != target_id) {
@@ -1887,6 +1971,30 @@ fn rbac_for(target_id: &str) {
     ok(
         &kubectl(&["delete", &own, "rbac-probe", "-n", &serving_ns], None),
         "delete",
+    );
+    // An Event as m2s records it (events.k8s.io/v1) is allowed; reading Events is not.
+    let event = serde_json::json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "rbac-probe.1", "namespace": serving_ns},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "action": "Create",
+        "reason": "Created",
+        "type": "Normal",
+        "note": "probe",
+        "reportingController": "m2s",
+        "reportingInstance": "m2s-m2s",
+        "regarding": {"apiVersion": target.resource().api_version(), "kind": target.resource().kind,
+                      "name": "rbac-probe", "namespace": serving_ns},
+    })
+    .to_string();
+    ok(
+        &kubectl(&["create", "-f", "-"], Some(&event)),
+        "create an Event",
+    );
+    forbidden(
+        &kubectl(&["get", "events.events.k8s.io", "-n", &serving_ns], None),
+        "list Events",
     );
     forbidden(
         &kubectl(&["get", &own, "-n", &other_ns], None),

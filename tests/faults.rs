@@ -307,7 +307,7 @@ fn rbac_forbidden_names_verb_resource_and_namespace() {
     let new_model = format!("{}-m2", d.prefix);
     production_model(sb, &new_model, &d.experiment);
 
-    let kc = service_account_with(&d, "lister", "list");
+    let kc = service_account_with(&d.sb, &d.ns, "lister", "list", SDEP);
     let mark = audit_mark();
     let r = run(d.m2s().env("KUBECONFIG", &kc).arg("sync"));
     assert_eq!(r.code, 1, "{}", r.all());
@@ -337,36 +337,19 @@ fn rbac_forbidden_names_verb_resource_and_namespace() {
     d.assert_untouched();
 }
 
-/// A ServiceAccount in `d.ns` bound to a Role with `verbs` on SeldonDeployments only.
-fn service_account_with(d: &Deployed, sa: &str, verbs: &str) -> std::path::PathBuf {
-    let (sb, ns) = (&d.sb, &d.ns);
-    sb.kubectl_ok(&["-n", ns, "create", "serviceaccount", sa]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "role",
-        sa,
-        &format!("--verb={verbs}"),
-        "--resource=seldondeployments.machinelearning.seldon.io",
-    ]);
-    sb.kubectl_ok(&[
-        "-n",
-        ns,
-        "create",
-        "rolebinding",
-        sa,
-        &format!("--role={sa}"),
-        &format!("--serviceaccount={ns}:{sa}"),
-    ]);
-    token_kubeconfig(sb, sa, ns, &temp_dir(sa))
-}
+const SDEP: &str = "seldondeployments.machinelearning.seldon.io";
 
 #[test]
 fn get_list_create_patch_delete_is_all_the_rbac_m2s_needs() {
     let Some(sb) = sandbox() else { return };
     let d = Deployed::new(sb, "flt-minrbac", 2);
-    let kc = service_account_with(&d, "minimal", "get,list,create,patch,delete");
+    let kc = service_account_with(
+        &d.sb,
+        &d.ns,
+        "minimal",
+        "get,list,create,patch,delete",
+        SDEP,
+    );
     let mlflow = d.sb.mlflow();
     let v = mlflow.version_from_run(&d.models[0], &d.experiment);
     mlflow.stage(&d.models[0], &v, "Production");

@@ -5,6 +5,7 @@
 
 mod locations;
 mod registry;
+mod tags;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -82,6 +83,15 @@ impl RegisteredModel {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrySnapshot {
     pub models: Vec<RegisteredModel>,
+}
+
+/// An answer MLflow gave with a status the caller handles itself.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub url: String,
+    pub status: StatusCode,
+    /// `" (ERROR_CODE: message)"`, or empty.
+    pub detail: String,
 }
 
 /// Outcome of resolving one version's artifact location: `Err` is a problem of that entry only
@@ -185,6 +195,29 @@ impl MlflowClient {
         body: Option<&serde_json::Value>,
         none: &[StatusCode],
     ) -> Result<Option<T>> {
+        Ok(self
+            .request_outcome(method, path, query, body, none)?
+            .map_err(|refused| {
+                log::debug!(
+                    "MLflow at {} answered {}{}",
+                    refused.url,
+                    refused.status,
+                    refused.detail
+                );
+            })
+            .ok())
+    }
+
+    /// [`request_json`](MlflowClient::request_json), handing back an answer with one of the
+    /// `pass` statuses (and what MLflow said) instead of failing.
+    pub(crate) fn request_outcome<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        pass: &[StatusCode],
+    ) -> Result<std::result::Result<T, Refused>> {
         let mut url = self.endpoint(path);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
@@ -205,7 +238,7 @@ impl MlflowClient {
                         let body = resp
                             .bytes()
                             .with_context(|| format!("reading the response of MLflow at {url}"))?;
-                        return serde_json::from_slice(&body).map(Some).with_context(|| {
+                        return serde_json::from_slice(&body).map(Ok).with_context(|| {
                             format!(
                                 "MLflow at {url} answered with malformed JSON ({} bytes)",
                                 body.len()
@@ -213,9 +246,12 @@ impl MlflowClient {
                         });
                     }
                     let detail = error_detail(resp);
-                    if none.contains(&status) {
-                        log::debug!("MLflow at {url} answered {status}{detail}");
-                        return Ok(None);
+                    if pass.contains(&status) {
+                        return Ok(Err(Refused {
+                            url: url.to_string(),
+                            status,
+                            detail,
+                        }));
                     }
                     match status {
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(

@@ -190,24 +190,69 @@ impl Target for KServe {
         check_fetchable(self, uri, "KServe's storage initializer")
     }
 
-    /// The `Ready` condition (KServe keeps it from PredictorReady and IngressReady).
+    /// KServe v0.20.0 (pkg/apis/serving/v1beta1/inference_service_status.go): `Ready` is the
+    /// knative-style aggregate of `PredictorReady` and `IngressReady`; `status.url` is set once
+    /// the service is routable. `Ready` is `False` while a raw-deployment predictor starts (its
+    /// Deployment's `MinimumReplicasUnavailable`, or IngressReady's "Predictor ingress not
+    /// created"), so a failure needs more: the model status (`FailedToLoad`,
+    /// `BlockedByFailedLoad`, `InvalidSpec`), or a predictor that is `False` for another reason
+    /// (knative's RevisionFailed, a Deployment's ProgressDeadlineExceeded, …).
     fn readiness(&self, status: &Value) -> Readiness {
         let Some(ready) = condition(status, "Ready") else {
             return Readiness::pending();
         };
-        let state = match ready["status"].as_str() {
-            Some("True") => State::Available,
-            Some("False") => State::Failed,
-            _ => State::Creating,
-        };
-        let message = match (text(&ready["reason"]), text(&ready["message"])) {
-            (Some(r), Some(m)) => Some(format!("{r}: {m}")),
-            (r, m) => m.or(r),
-        };
-        Readiness {
-            state,
-            message,
-            url: text(&status["url"]),
+        let url = text(&status["url"]);
+        if ready["status"] == "True" {
+            return Readiness {
+                state: State::Available,
+                message: None,
+                url,
+            };
         }
+        let model = &status["modelStatus"];
+        let load_failed = matches!(
+            model["transitionStatus"].as_str(),
+            Some("BlockedByFailedLoad" | "InvalidSpec")
+        ) || model["states"]["targetModelState"] == "FailedToLoad";
+        if load_failed {
+            let info = &model["lastFailureInfo"];
+            return Readiness {
+                state: State::Failed,
+                message: reason_message(info).or_else(|| reason_message(ready)),
+                url,
+            };
+        }
+        // The predictor's own condition says why when it is the one not ready.
+        let cause = condition(status, "PredictorReady")
+            .filter(|p| p["status"] != "True")
+            .unwrap_or(ready);
+        let reason = cause["reason"].as_str().unwrap_or_default();
+        let failed = cause["status"] == "False" && !STARTING_REASONS.contains(&reason);
+        Readiness {
+            state: if failed {
+                State::Failed
+            } else {
+                State::Creating
+            },
+            message: reason_message(cause),
+            url,
+        }
+    }
+}
+
+/// Reasons of a `False` predictor or `Ready` condition that mean "still starting", not
+/// "failed" (KServe v0.20.0, raw deployment mode): no Deployment condition yet (no reason), the
+/// Deployment not yet at its minimum availability, the ingress waiting for the predictor.
+const STARTING_REASONS: &[&str] = &[
+    "",
+    "MinimumReplicasUnavailable",
+    "Predictor ingress not created",
+];
+
+/// "reason: message" of a condition or failure record, or whichever of them is set.
+fn reason_message(v: &Value) -> Option<String> {
+    match (text(&v["reason"]), text(&v["message"])) {
+        (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+        (r, m) => m.or(r),
     }
 }

@@ -127,6 +127,24 @@ impl Readiness {
     }
 }
 
+/// Readiness of an object whose `metadata.generation` is `generation`: a status written for
+/// an older generation (`status.observedGeneration` below it) says nothing yet about the
+/// current spec, so it counts as `Creating` whatever it said. Controllers that do not report
+/// `observedGeneration` are taken at their word.
+pub fn readiness_of(target: &dyn Target, generation: Option<i64>, status: &Value) -> Readiness {
+    let mut r = target.readiness(status);
+    if let (Some(current), Some(observed)) = (generation, status["observedGeneration"].as_i64()) {
+        if observed < current && r.state != State::Pending {
+            r.state = State::Creating;
+            r.message = Some(format!(
+                "the {} controller has not yet seen generation {current} (status of generation {observed})",
+                target.resource().kind
+            ));
+        }
+    }
+    r
+}
+
 /// What one serving stack needs. Implementations are unit structs in this module's children.
 pub trait Target: Sync {
     /// The `--target` value.
@@ -424,3 +442,7 @@ pub fn text(v: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "readiness_tests.rs"]
+mod readiness_tests;

@@ -113,32 +113,46 @@ impl Target for SeldonV2 {
         check_fetchable(self, uri, "Seldon Core 2's agent")
     }
 
-    /// The `Ready` condition (Seldon keeps it from `ModelReady`); its message is the
-    /// scheduler's state (`ModelAvailable`, `ModelProgressing`, `ScheduleFailed`, `ModelFailed`…).
+    /// Seldon Core 2 v2.10 (operator/scheduler/model.go, apis/mlops/v1alpha1/model_conditions.go):
+    /// the operator sets `ModelReady` (and with it `Ready`) from the scheduler's model status:
+    /// `True` for `ModelAvailable`, else `False`, with the scheduler's state as the message and
+    /// its reason as the reason. A Model has no URL of its own (requests go through the mesh).
     fn readiness(&self, status: &Value) -> Readiness {
-        let Some(ready) = condition(status, "Ready").or_else(|| condition(status, "ModelReady"))
+        let Some(ready) = condition(status, "ModelReady").or_else(|| condition(status, "Ready"))
         else {
             return Readiness::pending();
         };
-        let message = text(&ready["message"]);
+        let scheduler_state = text(&ready["message"]);
         let reason = text(&ready["reason"]);
-        let failed = |m: &Option<String>| {
-            m.as_deref()
-                .is_some_and(|m| m.contains("Failed") || m.contains("Terminat"))
+        let state = if ready["status"] == "True" {
+            State::Available
+        } else if scheduler_state
+            .as_deref()
+            .is_some_and(|s| FAILED_STATES.contains(&s))
+        {
+            State::Failed
+        } else {
+            // ModelProgressing, ModelStateUnknown, or an operator's retryable error.
+            State::Creating
         };
-        let state = match ready["status"].as_str() {
-            Some("True") => State::Available,
-            Some("False") if failed(&message) => State::Failed,
-            _ => State::Creating,
-        };
-        let message = match (message, reason) {
+        let message = match (scheduler_state, reason) {
             (Some(m), Some(r)) if m != r => Some(format!("{m}: {r}")),
             (m, r) => m.or(r),
         };
         Readiness {
             state,
-            message,
+            message: message.filter(|_| state != State::Available),
             url: None,
         }
     }
 }
+
+/// The scheduler's model states (apis/mlops/scheduler ModelStatus.ModelState, v2.10) from which
+/// a Model does not become available by itself.
+const FAILED_STATES: &[&str] = &[
+    "ModelFailed",
+    "ScheduleFailed",
+    "ModelTerminating",
+    "ModelTerminated",
+    "ModelTerminateFailed",
+];

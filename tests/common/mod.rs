@@ -176,6 +176,39 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Writes `status` into the status subresource of `target`'s object `name`, the way the
+    /// stack's controller would (the sandbox runs no controllers). A merge patch: lists such as
+    /// `conditions` are replaced whole.
+    pub fn set_status(&self, ns: &str, target: &str, name: &str, status: &Value) {
+        self.kubectl_ok(&[
+            "-n",
+            ns,
+            "patch",
+            &resource_of(target),
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &json!({ "status": status }).to_string(),
+        ]);
+    }
+
+    /// `metadata.generation` of `target`'s object `name`.
+    pub fn generation(&self, ns: &str, target: &str, name: &str) -> i64 {
+        self.objects(ns, target)[name]["metadata"]["generation"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Events in `ns` (as core/v1 shows them, which is what `kubectl describe` reads).
+    pub fn events(&self, ns: &str) -> Vec<Value> {
+        let out = self.kubectl_ok(&["-n", ns, "get", "events", "-o", "json"]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"].as_array().unwrap().clone()
+    }
+}
+
 /// `plural.group` of a target's resource, as kubectl takes it.
 pub fn resource_of(target: &str) -> String {
     m2s::targets::by_id(target)

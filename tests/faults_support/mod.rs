@@ -31,6 +31,7 @@ pub struct Req {
     pub target: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Req {
@@ -44,6 +45,23 @@ impl Req {
         self.target
             .split_once('?')
             .is_some_and(|(_, q)| q.split('&').any(|kv| kv.split('=').next() == Some(key)))
+    }
+    /// Whether this request changes MLflow: anything but the read endpoints m2s uses.
+    pub fn is_write(&self) -> bool {
+        const READS: [&str; 7] = [
+            "/registered-models/search",
+            "/model-versions/get",
+            "/model-versions/search",
+            "/runs/get",
+            "/runs/search",
+            "/experiments/search",
+            "/logged-models/",
+        ];
+        !READS.iter().any(|r| self.path().contains(r))
+    }
+    /// The JSON body (`Null` when there is none).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -172,6 +190,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Req> {
         method,
         target,
         headers,
+        body,
     })
 }
 
@@ -199,7 +218,14 @@ fn serve(
     };
     requests.lock().unwrap().push(req.clone());
     let forward = |req: &Req| -> (u16, Vec<u8>) {
-        match http.get(format!("{upstream}{}", req.target)).send() {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or_default();
+        let mut request = http.request(method, format!("{upstream}{}", req.target));
+        if !req.body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(req.body.clone());
+        }
+        match request.send() {
             Ok(r) => (r.status().as_u16(), r.bytes().unwrap_or_default().to_vec()),
             Err(e) => (
                 599,
@@ -379,8 +405,13 @@ fn audit_path() -> Option<PathBuf> {
     std::env::var("M2S_SANDBOX_AUDIT_LOG")
         .ok()
         .or_else(|| {
-            let home = std::env::var("HOME").ok()?;
-            let env = fs::read_to_string(format!("{home}/.cache/m2s-sandbox/run/env")).ok()?;
+            let dir = std::env::var("M2S_SANDBOX_DIR").ok().or_else(|| {
+                Some(format!(
+                    "{}/.cache/m2s-sandbox/run",
+                    std::env::var("HOME").ok()?
+                ))
+            })?;
+            let env = fs::read_to_string(format!("{dir}/env")).ok()?;
             env.lines()
                 .find_map(|l| l.strip_prefix("export M2S_SANDBOX_AUDIT_LOG="))
                 .map(String::from)
@@ -399,37 +430,46 @@ pub fn audit_mark() -> u64 {
 /// Write requests (create/update/patch/delete, allowed or not) on SeldonDeployments in `ns`
 /// that the API server logged since `mark`; `None` without an audit log.
 pub fn writes_since(mark: u64, ns: &str) -> Option<Vec<String>> {
+    let writes = requests_since(mark, ns)?
+        .into_iter()
+        .filter(|ev| {
+            ev["stage"] == "ResponseComplete"
+                && ev["objectRef"]["resource"] == "seldondeployments"
+                && matches!(
+                    ev["verb"].as_str().unwrap_or_default(),
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+        })
+        .map(|ev| {
+            format!(
+                "{} {} -> {}",
+                ev["verb"].as_str().unwrap_or_default(),
+                ev["objectRef"]["name"].as_str().unwrap_or_default(),
+                ev["responseStatus"]["code"]
+            )
+        })
+        .collect();
+    Some(writes)
+}
+
+/// Every request on objects in `ns` that the API server logged since `mark` (audit events,
+/// each stage); `None` without an audit log.
+pub fn requests_since(mark: u64, ns: &str) -> Option<Vec<Value>> {
     let path = audit_path()?;
     let mut f = fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
-    // A rotated log is shorter than the mark: read it whole.
     f.seek(SeekFrom::Start(if len >= mark { mark } else { 0 }))
         .ok()?;
     let needle = format!("\"namespace\":\"{ns}\"");
-    let mut out = Vec::new();
-    for line in BufReader::new(f).lines().map_while(Result::ok) {
-        if !line.contains(&needle) || !line.contains("seldondeployments") {
-            continue;
-        }
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        let verb = ev["verb"].as_str().unwrap_or_default();
-        if ev["stage"] == "ResponseComplete"
-            && ev["objectRef"]["namespace"] == ns
-            && matches!(
-                verb,
-                "create" | "update" | "patch" | "delete" | "deletecollection"
-            )
-        {
-            out.push(format!(
-                "{verb} {} -> {}",
-                ev["objectRef"]["name"].as_str().unwrap_or_default(),
-                ev["responseStatus"]["code"]
-            ));
-        }
-    }
-    Some(out)
+    Some(
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .filter(|ev| ev["objectRef"]["namespace"] == ns)
+            .collect(),
+    )
 }
 
 /// Asserts that the API server saw no write attempt in `ns` since `mark`.
@@ -494,6 +534,37 @@ pub fn token_kubeconfig(sb: &Sandbox, sa: &str, ns: &str, dir: &Path) -> PathBuf
     let path = dir.join("kubeconfig-sa.json");
     write_private(&path, &kc.to_string());
     path
+}
+
+/// A kubeconfig of a new ServiceAccount `sa` in `ns`, bound to a Role with `verbs` on
+/// `resource` (`plural.group`) only.
+pub fn service_account_with(
+    sb: &Sandbox,
+    ns: &str,
+    sa: &str,
+    verbs: &str,
+    resource: &str,
+) -> PathBuf {
+    sb.kubectl_ok(&["-n", ns, "create", "serviceaccount", sa]);
+    sb.kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "role",
+        sa,
+        &format!("--verb={verbs}"),
+        &format!("--resource={resource}"),
+    ]);
+    sb.kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        sa,
+        &format!("--role={sa}"),
+        &format!("--serviceaccount={ns}:{sa}"),
+    ]);
+    token_kubeconfig(sb, sa, ns, &temp_dir(sa))
 }
 
 /// The sandbox admin's bearer token (to check that it is never printed).

@@ -173,4 +173,10 @@ Checks of value combinations the schema cannot express. Renders nothing.
 {{- $from := ternary "serving" "seldon" (not (empty (index (.Values.serving | default dict) "createNamespace"))) }}
 {{- fail (printf "%s.createNamespace: the serving namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set serving.namespace" $from) }}
 {{- end }}
+{{- if and .Values.wait .Values.dryRun }}
+{{- fail "wait: a dry run (dryRun: true) persists nothing to wait for; set one of them to false" }}
+{{- end }}
+{{- if and .Values.wait (ge (int64 .Values.waitTimeoutSeconds) (int64 $runTimeout)) }}
+{{- fail (printf "waitTimeoutSeconds (%d) must be below runTimeoutSeconds (%d): the wait is part of the run" (int64 .Values.waitTimeoutSeconds) (int64 $runTimeout)) }}
+{{- end }}
 {{- end }}
