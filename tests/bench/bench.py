@@ -430,7 +430,7 @@ class Bench:
                        check=True, stdout=subprocess.DEVNULL)
         return ns
 
-    def m2s(self, ns, name_like):
+    def m2s(self, ns, name_like, events=True):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("M2S_", "MLFLOW_")) and k not in ("KUBECONFIG", "RUST_LOG")}
         env.update({
@@ -443,6 +443,7 @@ class Bench:
             "M2S_ALIASES": "champion",
             "M2S_CONCURRENCY": str(CONCURRENCY),
             "M2S_RUN_TIMEOUT": "900",
+            "M2S_EVENTS": "true" if events else "false",
             "RUST_LOG": "m2s=debug",
         })
         self.audit.start()
@@ -508,12 +509,28 @@ class Bench:
         return {"wall": wall, "mlflow": ml_pages, "kube": kube_pages, "models": len(models),
                 "objects": len(items)}
 
-    def floor_ssa(self, objects):
+    def floor_ssa(self, objects, events=False):
         """The same objects by raw server-side apply at the same concurrency, in a fresh
-        namespace (create = what a cold sync writes)."""
+        namespace (create = what a cold sync writes); with `events`, each followed by the
+        creation of an Event about it, as m2s records one per change by default."""
         ns = self.namespace("ssa")
         kube = Kube(self.kubeconfig)
         kube.http.headers["User-Agent"] = "m2s-bench"
+        group, version, _ = RESOURCES[TARGET]
+
+        def write(body):
+            kube.apply(ns, body)
+            if events:
+                name = body["metadata"]["name"]
+                kube.http.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", {
+                    "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": f"{name}.{time.time_ns():x}", "namespace": ns},
+                    "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+                    "action": "Create", "reason": "Created", "type": "Normal",
+                    "note": f"{name}: new deployment", "reportingController": "m2s-bench",
+                    "reportingInstance": "m2s-bench",
+                    "regarding": {"apiVersion": f"{group}/{version}", "kind": body["kind"],
+                                  "name": name, "namespace": ns}})
         bodies = []
         for o in objects:
             md = o["metadata"]
@@ -524,8 +541,9 @@ class Bench:
                            "spec": o["spec"]})
         started = time.monotonic()
         with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(lambda b: kube.apply(ns, b), bodies))
+            list(pool.map(write, bodies))
         wall = time.monotonic() - started
+        kube.delete_all(ns)
         return {"wall": wall, "objects": len(bodies), "requests": kube.http.count}
 
     def kubectl_baseline(self, objects):
@@ -618,26 +636,31 @@ def main():
               else {1200: f"{PREFIX}-", 600: f"{PREFIX}-a-"})
     res["sizes"] = sorted(groups)
     for n in groups:
-        res[n] = {"models": n, "cold": [], "ssa": [], "noop": [], "floor": []}
+        res[n] = {"models": n, "cold": [], "ssa": [], "cold_events": [], "ssa_events": [],
+                  "noop": [], "floor": []}
     main_ns = {}
     kube = Kube(b.kubeconfig)
     # The sizes alternate so that drifting load on the shared machine hits both.
-    log(f"target {TARGET}: cold syncs x{reps_cold} for {' and '.join(map(str, groups))} models, "
-        f"each followed by a raw SSA floor of the same objects")
-    for i in range(reps_cold):
+    log(f"target {TARGET}: cold syncs x{reps_cold} for {' and '.join(map(str, groups))} models "
+        f"(Events off), each followed by a raw SSA floor of the same objects; then one with "
+        f"Events (the default) against a floor of SSA + one Event per object")
+    for i in range(reps_cold + 1):
+        events = i == reps_cold  # the last round: Events on
         for n, like in groups.items():
             ns = b.namespace(f"cold{n}")
-            r = b.m2s(ns, like)
+            r = b.m2s(ns, like, events=events)
             r["ns"] = ns
-            res[n]["cold"].append(r)
-            log(f"  cold {n} {ns}: {r['wall']:.2f}s, {r['created']} created, MLflow {r['mlflow']}, "
-                f"Kubernetes {r['kube']} ({r['kube_writes']} writes), RSS {r['maxrss_mb']:.1f} MB")
+            res[n]["cold_events" if events else "cold"].append(r)
+            log(f"  cold {n} {ns}{' (Events)' if events else ''}: {r['wall']:.2f}s, "
+                f"{r['created']} created, MLflow {r['mlflow']}, Kubernetes {r['kube']} "
+                f"({r['kube_writes']} writes), RSS {r['maxrss_mb']:.1f} MB")
             if scaled or n == 1200:
                 objects, _ = kube.list_all(ns)
-                f = b.floor_ssa(objects)
+                f = b.floor_ssa(objects, events=events)
                 del objects
-                res[n]["ssa"].append(f)
-                log(f"  raw SSA floor: {f['wall']:.2f}s for {f['objects']} objects")
+                res[n]["ssa_events" if events else "ssa"].append(f)
+                log(f"  raw SSA floor{' + Events' if events else ''}: {f['wall']:.2f}s for "
+                    f"{f['objects']} objects")
             if n in main_ns:
                 kube.delete_all(ns)
             else:
@@ -710,6 +733,12 @@ def report(res):
             ssa = [dict(r, kube=r["requests"], kube_writes=r["requests"]) for r in g["ssa"]]
             add(f"floor: raw server-side apply x{ssa[0]['objects']}, {CONCURRENCY} parallel",
                 ssa, ssa[0]["objects"])
+        add(f"cold sync with Events (default), {n} models", g["cold_events"],
+            g["cold_events"][0]["created"])
+        if g["ssa_events"]:
+            ssa = [dict(r, kube=r["requests"], kube_writes=r["requests"]) for r in g["ssa_events"]]
+            add(f"floor: raw server-side apply + Event x{ssa[0]['objects']}", ssa,
+                ssa[0]["objects"])
         add(f"no-op sync, {n} models ({objs} objects)", g["noop"], None)
         add(f"floor: raw MLflow search + Kubernetes LIST, {n}", g["floor"], None)
         if "change" in g:
@@ -730,7 +759,9 @@ def report(res):
 
     med = lambda runs, key="wall": median([r[key] for r in runs])
     ratio = {n: {"noop_floor": med(res[n]["noop"]) / med(res[n]["floor"]),
-                 "cold_ssa": (med(res[n]["cold"]) / med(res[n]["ssa"])) if res[n]["ssa"] else None}
+                 "cold_ssa": (med(res[n]["cold"]) / med(res[n]["ssa"])) if res[n]["ssa"] else None,
+                 "events_ssa": (med(res[n]["cold_events"]) / med(res[n]["ssa_events"]))
+                 if res[n]["ssa_events"] else None}
              for n in (small_n, big_n)}
     base_cold = k["extrapolated"] / med(res[1200]["cold"])
     factor = big_n / small_n
@@ -738,12 +769,15 @@ def report(res):
     floor_growth = med(big["floor"]) / med(small["floor"])
     cold_growth = med(big["cold"]) / med(small["cold"])
     rss_noop = {n: max(r["maxrss_mb"] for r in res[n]["noop"]) for n in (small_n, big_n)}
-    rss_cold = {n: max(r["maxrss_mb"] for r in res[n]["cold"]) for n in (small_n, big_n)}
+    rss_cold = {n: max(r["maxrss_mb"] for r in res[n]["cold"] + res[n]["cold_events"])
+                for n in (small_n, big_n)}
     per_object = {key: (rss[big_n] - rss[small_n]) * 1024 / (big["objects"] - small["objects"])
                   for key, rss in (("noop", rss_noop), ("cold", rss_cold))}
     print(f"\nRatios: " + "; ".join(
         f"{n} models: no-op / floor = {ratio[n]['noop_floor']:.2f}"
         + (f", cold / SSA floor = {ratio[n]['cold_ssa']:.2f}" if ratio[n]["cold_ssa"] else "")
+        + (f", cold with Events / SSA + Events floor = {ratio[n]['events_ssa']:.2f}"
+           if ratio[n]["events_ssa"] else "")
         for n in (small_n, big_n))
         + f"; kubectl baseline / cold = {base_cold:.0f}x; growth {small_n} -> {big_n} models "
         f"(x{factor:g}): no-op x{noop_growth:.2f}, cold x{cold_growth:.2f} (the raw read floor "
@@ -776,6 +810,9 @@ def report(res):
         if ratio[n]["cold_ssa"] is not None:
             targets.append((f"{n} models: cold wall <= 1.5x raw SSA floor",
                             ratio[n]["cold_ssa"] <= 1.5, f"{ratio[n]['cold_ssa']:.2f}x"))
+        if ratio[n]["events_ssa"] is not None:
+            targets.append((f"{n} models: cold wall with Events <= 1.5x raw SSA + Events floor",
+                            ratio[n]["events_ssa"] <= 1.5, f"{ratio[n]['events_ssa']:.2f}x"))
     targets.append(("cold >= 50x faster than kubectl baseline", base_cold >= 50,
                     f"{base_cold:.0f}x"))
     if res["scale"]:
