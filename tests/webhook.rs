@@ -395,3 +395,27 @@ fn a_scoped_sync_leaves_objects_it_does_not_own_alone() {
     // The model's other deployment was created.
     assert_eq!(after.len(), 2, "{after:?}");
 }
+
+#[test]
+fn the_receiver_refuses_to_start_without_its_secret() {
+    let Some(sb) = Sandbox::get() else { return };
+    let ns = sb.namespace("wh-nosecret");
+    let r = run_expect(
+        sb.m2s(&ns, "wh-nosecret")
+            .env_remove("M2S_WEBHOOK_SECRET")
+            .args(["webhook", "--listen", "127.0.0.1:0"]),
+        1,
+    );
+    assert!(
+        r.stderr.contains("M2S_WEBHOOK_SECRET is not set"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("listening"), "{}", r.stderr);
+    let r = run_expect(
+        sb.m2s(&ns, "wh-nosecret")
+            .args(["webhook", "register", "--url", "http://x/webhook"]),
+        1,
+    );
+    assert!(r.stderr.contains("M2S_WEBHOOK_SECRET"), "{}", r.stderr);
+}
