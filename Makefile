@@ -45,10 +45,12 @@ demo: sandbox-up release
 ## Performance benchmark against the sandbox (seeds 1,200 models once, reused; ~10 min).
 ## TARGET=seldon-v1|kserve|seldon-v2 picks the serving target; SCALE=12000 adds the
 ## 12,000-model registry (30,000 objects). Prints a table and PASS/FAIL per goal; exits
-## non-zero when one fails.
+## non-zero when one fails. It ends with the promotion latency of `m2s webhook`, which
+## BENCH=latency runs alone (tests/bench/latency.py, ~1 min with a warm seed).
 SCALE ?=
+BENCH ?= bench
 bench: sandbox-up release
-	source $(SANDBOX_ENV) && M2S_BENCH_TARGET='$(TARGET)' M2S_BENCH_SCALE='$(SCALE)' python3 tests/bench/bench.py
+	source $(SANDBOX_ENV) && M2S_BENCH_TARGET='$(TARGET)' M2S_BENCH_SCALE='$(SCALE)' python3 tests/bench/$(BENCH).py
 
 clean:
 	$(CARGO) clean

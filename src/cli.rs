@@ -31,6 +31,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show every object m2s manages: whether it serves, and whether it matches the registry.
     Status(StatusArgs),
+    /// Receive MLflow registry webhooks and sync the model each event names, within about a
+    /// second; a full sync at start and every --resync-interval catches what no event reports.
+    Webhook(WebhookArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +69,17 @@ pub struct SyncArgs {
     pub write_back: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    /// Sync only this registered model: read it alone from MLflow and touch only the objects
+    /// whose names derive from it (no namespace-wide LIST). A model MLflow does not return
+    /// (deleted, renamed, outside M2S_MODEL_FILTER) is left to a full sync.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +99,74 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// `m2s webhook`: the receiver, or `m2s webhook register`. The secret is only ever read from
+/// M2S_WEBHOOK_SECRET (a flag would show in the process list).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WebhookArgs {
+    #[command(subcommand)]
+    pub command: Option<WebhookCommand>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create or update this instance's webhook in MLflow (named after the instance and the
+    /// namespace), subscribed to the events m2s acts on, with M2S_WEBHOOK_SECRET as its secret.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address the receiver listens on (POST /webhook, GET /healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "M2S_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: String,
+    /// Seconds between full syncs (the first runs at start): they catch what no event reports
+    /// (stages, registered-model tags, deletions, lost deliveries).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "M2S_RESYNC_INTERVAL",
+        default_value_t = 300
+    )]
+    pub resync_interval: u64,
+    /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
+    #[arg(long, env = "M2S_DRY_RUN")]
+    pub dry_run: bool,
+    /// Record a Kubernetes Event about each change (`false` to turn off).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "M2S_EVENTS",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub events: bool,
+    /// Write each object's state back to MLflow as version tags (on the periodic full syncs).
+    #[arg(long, env = "M2S_WRITE_BACK")]
+    pub write_back: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegisterArgs {
+    /// URL MLflow delivers to: this receiver's POST /webhook, e.g. http://m2s.m2s-system.svc:8080/webhook.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Print the request that would be sent (without the secret); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

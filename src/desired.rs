@@ -150,6 +150,14 @@ impl Registry {
             .ok()
             .map(|i| &self.entries[i])
     }
+    /// Keeps only the entries (and errors) that follow one of `aliases` (a scoped sync of
+    /// those aliases' objects).
+    pub fn retain_aliases(&mut self, aliases: &std::collections::BTreeSet<String>) {
+        let keep = |s: &Selector| matches!(s, Selector::Alias(a) if aliases.contains(a));
+        self.entries.retain(|e| keep(&e.selector));
+        self.errors.retain(|e| keep(&e.selector));
+    }
+
     /// Whether an entry error holds the object named `name`.
     pub fn holds(&self, name: &str) -> bool {
         self.errors

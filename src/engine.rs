@@ -1,86 +1,98 @@
-//! One run, in phases: read the registry → observe the cluster → resolve locations of the
-//! entries that changed → plan → print or apply.
+//! One sync, in phases: read the registry → observe the cluster → resolve locations of the
+//! entries that changed → plan. A sync covers every model ([`Scope::All`], the one-shot
+//! `m2s sync`) or one model ([`Scope::Model`]: `--model`, and what a webhook event triggers).
+//! What a sync then writes is in [`crate::sync`]; the commands are in [`crate::commands`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command, GuardArgs, OutputFormat};
-use crate::config::{process_env, Config};
+use crate::cli::{GuardArgs, OutputFormat};
+use crate::config::Config;
 use crate::desired::{EntryError, Registry, RegistryBuilder};
 use crate::k8s::{self, Kube};
 use crate::mlflow::MlflowClient;
-use crate::output::{render_json, render_text};
 use crate::plan::{self, check_deletion_guard, Action, Change, Found, Observer, Plan};
+use crate::scoped;
 use crate::status::{self, EntryRef, ObjectState, Report};
-use crate::sync::SyncOptions;
 use crate::targets::readiness_of;
 
-/// Exit code of `plan --detailed-exitcode` when changes are pending.
-pub const EXIT_CHANGES: u8 = 2;
-
-enum Mode {
-    Plan {
-        output: OutputFormat,
-        detailed_exitcode: bool,
+/// What one sync reads and may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every model of the registry and every object this instance owns.
+    All,
+    /// One registered model and the objects whose names derive from it. `aliases` are aliases
+    /// named by events (an `alias.deleted` event names the alias whose object must go). With
+    /// `whole: false` only those aliases' objects are synced: an alias event changes nothing
+    /// else, and a sync of one object costs one GET, not one per stage and alias.
+    Model {
+        name: String,
+        aliases: BTreeSet<String>,
+        whole: bool,
     },
-    Status {
-        output: OutputFormat,
-    },
-    Sync(SyncOptions),
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    // One TLS provider for kube and reqwest; a second install attempt is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut config = Config::from_settings(&cli.settings, &process_env)?;
-    for warning in &config.warnings {
-        log::warn!("{warning}");
-    }
-    let (mode, guard) = match cli.command {
-        Command::Plan(p) => (
-            Mode::Plan {
-                output: p.output,
-                detailed_exitcode: p.detailed_exitcode,
-            },
-            p.guard,
-        ),
-        Command::Status(s) => (Mode::Status { output: s.output }, GuardArgs::default()),
-        Command::Sync(s) => {
-            let options = SyncOptions::from_args(&s, &config)?;
-            config.deploy.write_back = options.write_back;
-            (Mode::Sync(options), s.guard)
+impl Scope {
+    /// Every object of the model `name` (`--model`).
+    pub fn model(name: &str) -> Scope {
+        Scope::Model {
+            name: name.to_string(),
+            aliases: BTreeSet::new(),
+            whole: true,
         }
-    };
-    start_watchdog(config.run_timeout);
-    execute(&config, mode, &guard)
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scope::All => "full",
+            Scope::Model { .. } => "model",
+        }
+    }
 }
 
-/// A CronJob pod must never hang: past the deadline the process ends with an error. Every
-/// write m2s sends is a single atomic request, so stopping at any point leaves no half object.
-fn start_watchdog(deadline: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        eprintln!(
-            "error: the run exceeded its deadline of {}s (M2S_RUN_TIMEOUT); stopped",
-            deadline.as_secs()
-        );
-        std::process::exit(1);
-    });
+/// Requests sent so far (or during one sync: see [`Requests::since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub mlflow: u64,
+    pub kube: u64,
+    pub kube_writes: u64,
 }
 
-/// Everything a run knows once it has planned; nothing has been written yet.
+impl Requests {
+    pub fn since(self, before: Requests) -> Requests {
+        Requests {
+            mlflow: self.mlflow - before.mlflow,
+            kube: self.kube - before.kube,
+            kube_writes: self.kube_writes - before.kube_writes,
+        }
+    }
+}
+
+/// Everything a sync knows once it has planned; nothing has been written yet.
 pub struct Prepared {
     pub registry: Registry,
     pub plan: Plan,
     pub kube: Kube,
     pub runtime: tokio::runtime::Runtime,
     pub mlflow: MlflowClient,
-    /// Every managed object with its readiness, when the run asked for them (write-back).
+    /// Every managed object with its readiness, when the sync asked for them (write-back).
     pub states: Vec<ObjectState>,
+    /// A scoped sync whose model MLflow did not return: nothing was observed or planned.
+    pub model_absent: bool,
+}
+
+impl Prepared {
+    /// Requests its clients have sent (one sync's: each sync has its own clients).
+    pub fn requests(&self) -> Requests {
+        Requests {
+            mlflow: self.mlflow.requests_sent(),
+            kube: self.kube.requests_sent(),
+            kube_writes: self.kube.writes_sent(),
+        }
+    }
 }
 
 /// Phase 1: the registry, read page by page into entries (outside the async runtime:
@@ -100,6 +112,18 @@ fn read_registry(mlflow: &MlflowClient, config: &Config) -> Result<Registry> {
         registry.errors.len()
     );
     Ok(registry)
+}
+
+/// Phase 1 of a scoped sync: the one model, if MLflow returns it within the model filter.
+fn read_model(mlflow: &MlflowClient, config: &Config, name: &str) -> Result<Option<Registry>> {
+    let model = mlflow
+        .model_named(name, config.mlflow.model_filter.as_deref())
+        .with_context(|| format!("reading model {name:?} from MLflow; nothing was changed"))?;
+    Ok(model.map(|m| {
+        let mut builder = RegistryBuilder::new(&config.deploy);
+        builder.add(vec![m]);
+        builder.finish()
+    }))
 }
 
 /// Phase 2: the objects this instance owns, compared with the entries as each LIST page
@@ -135,6 +159,14 @@ fn observe<'r>(
     Ok(observer)
 }
 
+/// Makes both clients once and drops them: a long-running process checks its settings (a bad
+/// kubeconfig, an MLflow URL the client refuses) before it starts.
+pub fn check_clients(config: &Config) -> Result<()> {
+    MlflowClient::new(&config.mlflow)?;
+    connect(config)?;
+    Ok(())
+}
+
 /// The async runtime and the Kubernetes client of a run.
 fn connect(config: &Config) -> Result<(tokio::runtime::Runtime, Kube)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -154,9 +186,14 @@ fn connect(config: &Config) -> Result<(tokio::runtime::Runtime, Kube)> {
     Ok((runtime, kube))
 }
 
-/// Phase 4: names wanted for creation that someone else's object already has become errors.
-fn refuse_foreign_names(prepared: &mut Prepared, config: &Config) -> Result<()> {
-    let plan = &mut prepared.plan;
+/// Names wanted for creation that are taken in a full sync: objects in the namespace this
+/// instance does not own (one metadata LIST, only when something is to be created).
+fn foreign_names(
+    runtime: &tokio::runtime::Runtime,
+    kube: &Kube,
+    plan: &Plan,
+    config: &Config,
+) -> Result<BTreeMap<String, String>> {
     let creates: BTreeSet<&str> = plan
         .changes
         .iter()
@@ -164,51 +201,77 @@ fn refuse_foreign_names(prepared: &mut Prepared, config: &Config) -> Result<()> 
         .map(|c| c.name.as_str())
         .collect();
     if creates.is_empty() {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     let deploy = &config.deploy;
-    let taken = prepared
-        .runtime
-        .block_on(prepared.kube.foreign_names(&deploy.instance, &creates))?;
-    if taken.is_empty() {
-        return Ok(());
-    }
-    let kind = deploy.target.resource().kind;
-    let registry = &prepared.registry;
-    let (foreign, keep): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
+    let taken = runtime.block_on(kube.foreign_names(&deploy.instance, &creates))?;
+    Ok(taken
         .into_iter()
-        .partition(|c| c.action == Action::Create && taken.contains(&c.name));
+        .map(|name| {
+            let why = scoped::foreign_message(&name, deploy);
+            (name, why)
+        })
+        .collect())
+}
+
+/// Phase 4: creates of names that are `taken` (name → why) become errors of their entries.
+fn refuse_taken_names(plan: &mut Plan, registry: &Registry, taken: &BTreeMap<String, String>) {
+    if taken.is_empty() {
+        return;
+    }
+    let (refused, keep): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
+        .into_iter()
+        .partition(|c| c.action == Action::Create && taken.contains_key(&c.name));
     plan.changes = keep;
-    for c in foreign {
+    for c in refused {
         let entry = c.entry(registry).expect("creates have an entry");
-        plan.errors.push(EntryError::of(
-            entry,
-            format!(
-                "a {kind} named {:?} already exists in namespace {:?} and is not managed by m2s instance {:?}; m2s leaves it alone",
-                c.name, deploy.namespace, deploy.instance
-            ),
-        ));
+        plan.errors
+            .push(EntryError::of(entry, taken[&c.name].clone()));
     }
     plan.errors
         .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
-    Ok(())
 }
 
-/// Reads both sides and computes the plan. Nothing is written here. With `with_states`, every
-/// managed object's readiness is read as well (write-back needs it).
-pub fn prepare(config: &Config, with_states: bool) -> Result<Prepared> {
+/// Reads both sides and computes the plan. Nothing is written here. With `with_states`,
+/// every managed object's readiness is read as well (write-back needs it; full syncs only).
+pub fn prepare(config: &Config, scope: &Scope, with_states: bool) -> Result<Prepared> {
     let started = Instant::now();
     let mlflow = MlflowClient::new(&config.mlflow)?;
-    let registry = read_registry(&mlflow, config)?;
+    let registry = match scope {
+        Scope::All => Some(read_registry(&mlflow, config)?),
+        Scope::Model { name, .. } => read_model(&mlflow, config, name)?,
+    };
     let (runtime, kube) = connect(config)?;
+    let Some(mut registry) = registry else {
+        return Ok(Prepared {
+            registry: Registry::default(),
+            plan: Plan::default(),
+            kube,
+            runtime,
+            mlflow,
+            states: Vec::new(),
+            model_absent: true,
+        });
+    };
     let mut states = Vec::new();
-    let observer = observe(
-        &runtime,
-        &kube,
-        &registry,
-        config,
-        with_states.then_some(&mut states),
-    )?;
+    let (observer, taken) = match scope {
+        Scope::All => {
+            let states = with_states.then_some(&mut states);
+            (observe(&runtime, &kube, &registry, config, states)?, None)
+        }
+        Scope::Model {
+            name,
+            aliases,
+            whole,
+        } => {
+            if !whole {
+                registry.retain_aliases(aliases);
+            }
+            let seen =
+                scoped::observe_model(&runtime, &kube, &registry, config, name, aliases, *whole)?;
+            (seen.observer, Some(seen.taken))
+        }
+    };
 
     // Phase 3: only entries without an object, or whose object serves another version, cost
     // MLflow look-ups; the others reuse the location recorded on their object.
@@ -224,28 +287,66 @@ pub fn prepare(config: &Config, with_states: bool) -> Result<Prepared> {
         .resolve_all(&versions)
         .context("reading model versions from MLflow; nothing was changed")?;
     drop(versions);
-    let plan = plan::compute(&registry, observer, resolved, &config.deploy);
-    let mut prepared = Prepared {
+    let mut plan = plan::compute(&registry, observer, resolved, &config.deploy);
+    let taken = match taken {
+        Some(taken) => taken,
+        None => foreign_names(&runtime, &kube, &plan, config)?,
+    };
+    refuse_taken_names(&mut plan, &registry, &taken);
+    log::debug!(
+        "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",
+        started.elapsed(),
+        mlflow.requests_sent(),
+        kube.requests_sent()
+    );
+    Ok(Prepared {
         registry,
         plan,
         kube,
         runtime,
         mlflow,
         states,
-    };
-    refuse_foreign_names(&mut prepared, config)?;
-    log::debug!(
-        "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",
-        started.elapsed(),
-        prepared.mlflow.requests_sent(),
-        prepared.kube.requests_sent()
-    );
-    Ok(prepared)
+        model_absent: false,
+    })
+}
+
+/// The deletion guard; its refusal names the registry that was read, since a wrong URL or
+/// filter is the usual reason a registry asks for nothing. Refusing to delete everything is a
+/// full sync's guard: a scoped sync sees one model's objects, and deleting all of them (its
+/// last alias removed) is ordinary. `--max-deletes` holds for both.
+pub fn deletion_guard(
+    plan: &Plan,
+    config: &Config,
+    guard: &GuardArgs,
+    scope: &Scope,
+) -> Result<()> {
+    let allow_delete_all = guard.allow_delete_all || matches!(scope, Scope::Model { .. });
+    check_deletion_guard(plan, &config.deploy, allow_delete_all, guard.max_deletes).map_err(|e| {
+        let filter = config
+            .mlflow
+            .model_filter
+            .as_deref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{e} (registry read from MLflow at {}{filter})",
+            config.deploy.mlflow_url
+        )
+    })
+}
+
+/// Why a plan with entries that cannot be deployed fails.
+pub fn not_deployable(plan: &Plan) -> String {
+    let n = plan.errors.len();
+    format!(
+        "{n} registry {} cannot be deployed (listed above)",
+        if n == 1 { "entry" } else { "entries" }
+    )
 }
 
 /// `m2s status`: the registry and the objects with their status, read only (no MLflow
 /// look-ups beyond the search, no write).
-fn status(config: &Config, output: OutputFormat) -> Result<ExitCode> {
+pub fn status(config: &Config, output: OutputFormat) -> Result<ExitCode> {
     let mlflow = MlflowClient::new(&config.mlflow)?;
     let registry = read_registry(&mlflow, config)?;
     let (runtime, kube) = connect(config)?;
@@ -276,79 +377,4 @@ fn status(config: &Config, output: OutputFormat) -> Result<ExitCode> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The deletion guard; its refusal names the registry that was read, since a wrong URL or
-/// filter is the usual reason a registry asks for nothing.
-pub fn deletion_guard(plan: &Plan, config: &Config, guard: &GuardArgs) -> Result<()> {
-    check_deletion_guard(
-        plan,
-        &config.deploy,
-        guard.allow_delete_all,
-        guard.max_deletes,
-    )
-    .map_err(|e| {
-        let filter = config
-            .mlflow
-            .model_filter
-            .as_deref()
-            .map(|f| format!(", filter {f:?}"))
-            .unwrap_or_default();
-        anyhow::anyhow!(
-            "{e} (registry read from MLflow at {}{filter})",
-            config.deploy.mlflow_url
-        )
-    })
-}
-
-pub(crate) fn not_deployable(plan: &Plan) -> String {
-    let n = plan.errors.len();
-    format!(
-        "{n} registry {} cannot be deployed (listed above)",
-        if n == 1 { "entry" } else { "entries" }
-    )
-}
-
-fn execute(config: &Config, mode: Mode, guard: &GuardArgs) -> Result<ExitCode> {
-    let options = match mode {
-        Mode::Status { output } => return status(config, output),
-        Mode::Sync(options) => options,
-        Mode::Plan {
-            output,
-            detailed_exitcode,
-        } => return plan_mode(config, output, detailed_exitcode, guard),
-    };
-    let prepared = prepare(config, options.write_back)?;
-    crate::sync::sync(prepared, config, &options, guard)
-}
-
-fn plan_mode(
-    config: &Config,
-    output: OutputFormat,
-    detailed_exitcode: bool,
-    guard: &GuardArgs,
-) -> Result<ExitCode> {
-    let prepared = prepare(config, false)?;
-    let plan = &prepared.plan;
-    let (registry, deploy) = (&prepared.registry, &config.deploy);
-    let mut stdout = std::io::stdout().lock();
-    let guard_result = deletion_guard(plan, config, guard);
-    match output {
-        OutputFormat::Text => write!(stdout, "{}", render_text(plan, registry, deploy))?,
-        OutputFormat::Json => write!(
-            stdout,
-            "{}",
-            render_json(plan, registry, deploy, guard_result.as_ref().err())
-        )?,
-    }
-    stdout.flush()?;
-    guard_result?;
-    if !plan.errors.is_empty() {
-        anyhow::bail!(not_deployable(plan));
-    }
-    Ok(if detailed_exitcode && !plan.is_empty() {
-        ExitCode::from(EXIT_CHANGES)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

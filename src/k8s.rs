@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch,
-    PatchParams, Preconditions, WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GetParams, GroupVersionKind, ListParams,
+    ObjectList, Patch, PatchParams, Preconditions, WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ListMeta, Request, TypeMeta};
@@ -254,6 +254,21 @@ impl Kube {
         })
     }
 
+    /// The object named `name`, read like a listed one (metadata and spec only); `None` when
+    /// there is none. Scoped syncs read their few candidate names this way instead of a LIST.
+    pub async fn get_lean(&self, name: &str) -> Result<Option<ActualObject>> {
+        let url = DynamicObject::url_path(&api_resource(&self.resource), Some(&self.namespace));
+        let req = Request::new(url)
+            .get(name, &GetParams::default())
+            .map_err(|e| self.explain(kube::Error::BuildRequest(e), "get", Some(name)))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match self.api.clone().into_client().request::<Listed>(req).await {
+            Ok(o) => Ok(Some(ActualObject::from(o))),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.explain(e, "get", Some(name))),
+        }
+    }
+
     /// Which of `names` are taken by objects in the namespace that this instance does not own
     /// (metadata only), to keep m2s from taking them over.
     pub async fn foreign_names(
@@ -441,7 +456,7 @@ impl Kube {
 }
 
 /// Whether labels carry [`owned_selector`] for `instance`.
-fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
+pub fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
     labels.is_some_and(|l| {
         l.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
             && l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)

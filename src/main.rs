@@ -15,9 +15,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("m2s=info,warn"))
-        .format_target(false)
-        .init();
+    // The long-running receiver logs logfmt lines; the one-shot commands plain ones.
+    let receiver = matches!(
+        &cli.command,
+        m2s::cli::Command::Webhook(w) if w.command.is_none()
+    );
+    m2s::logging::init(receiver);
     match m2s::run(cli) {
         Ok(code) => code,
         Err(e) => {

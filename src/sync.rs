@@ -11,7 +11,7 @@ use futures::{stream, StreamExt};
 use crate::cli::{GuardArgs, SyncArgs};
 use crate::config::Config;
 use crate::desired::render;
-use crate::engine::{deletion_guard, not_deployable, Prepared};
+use crate::engine::{deletion_guard, not_deployable, Prepared, Requests, Scope};
 use crate::events::{Note, Reason, Recorder};
 use crate::k8s::Applied;
 use crate::output::{describe, render_text, summary_line};
@@ -78,16 +78,46 @@ struct Written {
 /// naming every problem (failed writes, objects not ready, refused tag writes, entries that
 /// cannot be deployed).
 pub fn sync(
-    mut prepared: Prepared,
+    prepared: Prepared,
     config: &Config,
     options: &SyncOptions,
     guard: &GuardArgs,
+    scope: &Scope,
 ) -> Result<ExitCode> {
-    let (plan, registry, deploy) = (&prepared.plan, &prepared.registry, &config.deploy);
     let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", render_text(plan, registry, deploy))?;
+    let (plan, registry) = (&prepared.plan, &prepared.registry);
+    write!(stdout, "{}", render_text(plan, registry, &config.deploy))?;
     stdout.flush()?;
-    deletion_guard(plan, config, guard)?;
+    deletion_guard(plan, config, guard, scope)?;
+    let report = write(prepared, config, options, &mut stdout)?;
+    if !report.problems.is_empty() {
+        bail!(report.problems.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the writes of a sync came to.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Created, updated, deleted.
+    pub done: [usize; 3],
+    pub failed: usize,
+    pub unchanged: usize,
+    pub not_deployable: usize,
+    /// Everything that makes the sync fail, in words.
+    pub problems: Vec<String>,
+    pub requests: Requests,
+}
+
+/// Applies a planned sync (the deletion guard has passed), records its Events, waits and
+/// writes back as `options` ask; the summary line and the waiting go to `out`.
+pub fn write(
+    mut prepared: Prepared,
+    config: &Config,
+    options: &SyncOptions,
+    out: &mut dyn Write,
+) -> Result<Report> {
+    let (plan, deploy) = (&prepared.plan, &config.deploy);
     let events = options.events && !options.dry_run;
     let recorder = Recorder::new(&prepared.kube, &deploy.instance, events);
     let keep = options.wait.is_some() || options.write_back;
@@ -106,11 +136,11 @@ pub fn sync(
     let done = [Action::Create, Action::Update, Action::Delete]
         .map(|action| plan.count(action) - failed(action));
     writeln!(
-        stdout,
+        out,
         "{}",
         summary_line(plan, done, failures.len(), options.dry_run)
     )?;
-    stdout.flush()?;
+    out.flush()?;
     let mut problems = Vec::new();
     if !failures.is_empty() {
         let n = plan.changes.len();
@@ -127,7 +157,7 @@ pub fn sync(
     }
     let mut tracker = written_objects(&prepared, &outcomes);
     if let Some(timeout) = options.wait {
-        if let Some(problem) = wait_for(&prepared, config, &mut tracker, timeout, &mut stdout)? {
+        if let Some(problem) = wait_for(&prepared, config, &mut tracker, timeout, out)? {
             problems.push(problem);
         }
     }
@@ -139,6 +169,7 @@ pub fn sync(
     } else if options.write_back {
         log::info!("write-back skipped: a dry run persists nothing");
     }
+    let plan = &prepared.plan;
     log::debug!(
         "requests: MLflow {}, Kubernetes {} ({} writes), {} Events",
         prepared.mlflow.requests_sent(),
@@ -149,10 +180,18 @@ pub fn sync(
     if !plan.errors.is_empty() {
         problems.push(not_deployable(plan));
     }
-    if !problems.is_empty() {
-        bail!(problems.join("; "));
-    }
-    Ok(ExitCode::SUCCESS)
+    // Events are Kubernetes writes too.
+    let mut requests = prepared.requests();
+    requests.kube += recorder.sent();
+    requests.kube_writes += recorder.sent();
+    Ok(Report {
+        done,
+        failed: failures.len(),
+        unchanged: plan.unchanged.len(),
+        not_deployable: plan.errors.len(),
+        problems,
+        requests,
+    })
 }
 
 /// The objects created or updated, as written: what `--wait` follows.
@@ -324,7 +363,7 @@ fn wait_for(
     config: &Config,
     tracker: &mut Tracker,
     timeout: Duration,
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> Result<Option<String>> {
     let resource = config.deploy.target.resource();
     if tracker.is_empty() {

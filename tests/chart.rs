@@ -2026,3 +2026,237 @@ fn rbac_for(target_id: &str) {
     forbidden(&kubectl(&["get", "namespaces"], None), "list namespaces");
     let _ = fs::remove_dir_all(dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The webhook receiver (webhook.enabled): Deployment and Service
+
+const WEBHOOK: &[&str] = &[
+    "--set",
+    "webhook.enabled=true",
+    "--set",
+    "webhook.existingSecret=m2s-webhook",
+];
+
+fn webhook_pod(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]
+}
+
+fn webhook_container(docs: &[Value]) -> &Value {
+    let containers = webhook_pod(docs)["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    &containers[0]
+}
+
+fn env_of(container: &Value) -> std::collections::BTreeMap<String, Value> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
+}
+
+#[test]
+fn webhook_renders_a_hardened_deployment_and_a_service_beside_the_cronjob() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let docs = render(&helm, &python, WEBHOOK);
+    let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "CronJob",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ])
+    );
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["apiVersion"], "apps/v1");
+    assert_eq!(deployment["metadata"]["name"], "m2s-webhook");
+    assert_eq!(deployment["metadata"]["namespace"], RELEASE_NS);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &webhook_pod(&docs)["spec"];
+    // Hardened like the CronJob's pod, with the same ServiceAccount.
+    assert_eq!(pod["securityContext"], pod_spec(&docs)["securityContext"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        pod["serviceAccountName"],
+        pod_spec(&docs)["serviceAccountName"]
+    );
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let c = webhook_container(&docs);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(c["image"], "m2s:0.1.0");
+    assert_eq!(c["args"], serde_json::json!(["webhook"]));
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    // Probes on /healthz (live) and /readyz (ready after the first full sync).
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
+    }
+    // The Service selects the receiver's pods, never the CronJob's.
+    let service = one(&docs, "Service");
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let selector = service["spec"]["selector"].as_object().unwrap();
+    let pod_labels = &webhook_pod(&docs)["metadata"]["labels"];
+    let cron_labels =
+        &one(&docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selector.iter().all(|(k, v)| &pod_labels[k] == v),
+        "{selector:?}"
+    );
+    assert!(
+        !selector.iter().all(|(k, v)| &cron_labels[k] == v),
+        "{selector:?}"
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        service["spec"]["selector"]
+    );
+    // Off by default; the CronJob renders the same either way.
+    let plain = render(&helm, &python, &[]);
+    assert!(plain
+        .iter()
+        .all(|d| !["Deployment", "Service"].contains(&kind(d))));
+    assert_eq!(one(&plain, "CronJob"), one(&docs, "CronJob"));
+}
+
+#[test]
+fn webhook_env_is_the_cronjobs_plus_its_own_and_the_secret_only_by_reference() {
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    let mut args: Vec<&str> = FULL.to_vec();
+    args.extend(WEBHOOK);
+    args.extend([
+        "--set",
+        "mlflow.existingSecret=mlflow-creds",
+        "--set",
+        "webhook.existingSecretKey=hmac",
+        "--set",
+        "webhook.port=9090",
+        "--set",
+        "webhook.resyncIntervalSeconds=120",
+    ]);
+    for args in [&WEBHOOK.to_vec(), &args] {
+        let docs = render(&helm, &python, args);
+        let mut env = env_of(webhook_container(&docs));
+        let secret = env
+            .remove("M2S_WEBHOOK_SECRET")
+            .expect("M2S_WEBHOOK_SECRET");
+        assert!(
+            secret.get("value").is_none(),
+            "a plain secret value: {secret}"
+        );
+        let r = &secret["valueFrom"]["secretKeyRef"];
+        assert_eq!(r["name"], "m2s-webhook");
+        assert!(r.get("optional").is_none() || r["optional"] == false, "{r}");
+        let listen = env.remove("M2S_WEBHOOK_LISTEN").unwrap();
+        let resync = env.remove("M2S_RESYNC_INTERVAL").unwrap();
+        // Everything else is exactly what the CronJob's container gets.
+        assert_eq!(
+            env,
+            env_map(&docs),
+            "the receiver's sync settings drifted from the CronJob's"
+        );
+        if args.len() > WEBHOOK.len() {
+            assert_eq!(r["key"], "hmac");
+            assert_eq!(listen["value"], "0.0.0.0:9090");
+            assert_eq!(resync["value"], "120");
+            let c = webhook_container(&docs);
+            assert_eq!(c["ports"][0]["containerPort"], 9090);
+            assert_eq!(
+                c["args"],
+                serde_json::json!([
+                    "webhook",
+                    "--dry-run",
+                    "--allow-delete-all",
+                    "--max-deletes",
+                    "5"
+                ])
+            );
+        } else {
+            assert_eq!(r["key"], "secret");
+            assert_eq!(listen["value"], "0.0.0.0:8080");
+            assert_eq!(resync["value"], "300");
+        }
+        assert!(docs.iter().all(|d| kind(d) != "Secret"));
+    }
+}
+
+#[test]
+fn webhook_needs_an_existing_secret_and_known_values() {
+    let helm = need!(helm());
+    let out = helm_template(&helm, &["--set", "webhook.enabled=true"]).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("webhook.existingSecret is required"),
+        "{}",
+        stderr(&out)
+    );
+    for key in ["webhook.enable", "webhook.service.prot", "webhook.secret"] {
+        let out = helm_template(&helm, &["--set-string", &format!("{key}=x")]).unwrap();
+        assert!(!out.status.success(), "unknown key {key} was accepted");
+        assert!(
+            stderr(&out).contains("additional properties"),
+            "{key}: {}",
+            stderr(&out)
+        );
+    }
+    for args in [
+        &["--set-string", "webhook.enabled=yes"][..],
+        &["--set", "webhook.port=0"],
+        &["--set", "webhook.resyncIntervalSeconds=0"],
+        &["--set", "webhook.service.type=Ingress"],
+    ] {
+        let out = helm_template(&helm, args).unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr(&out).contains("schema"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn webhook_manifests_validate_against_kubernetes_1_30() {
+    let helm = need!(helm());
+    need!(kv_python());
+    let dir = temp_dir("kv-webhook");
+    let mut full: Vec<&str> = FULL.to_vec();
+    full.extend(WEBHOOK);
+    for (name, args) in [("webhook", WEBHOOK.to_vec()), ("webhook-full", full)] {
+        let file = dir.join(format!("{name}.yaml"));
+        fs::write(&file, render_yaml(&helm, &args)).unwrap();
+        let out = run(Command::new("bash")
+            .arg(repo().join("tests/chart/validate.sh"))
+            .arg(&file))
+        .unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "{name}: kubernetes-validate --strict failed:\n{all}"
+        );
+        assert!(
+            all.contains("deployment/m2s-webhook against version 1.30"),
+            "{all}"
+        );
+        assert!(
+            all.contains("service/m2s-webhook against version 1.30"),
+            "{all}"
+        );
+    }
+    let _ = fs::remove_dir_all(dir);
+}

@@ -6,6 +6,7 @@
 mod locations;
 mod registry;
 mod tags;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -20,7 +21,8 @@ use serde::Deserialize;
 use crate::config::{MlflowAuth, MlflowConfig};
 
 pub use locations::Resolved;
-pub use registry::parse_search_page;
+pub use registry::{name_filter, parse_search_page};
+pub use webhooks::Webhook;
 
 /// `registered-models/search` accepts at most 1000 per page.
 const PAGE_SIZE: u32 = 1000;

@@ -70,6 +70,20 @@ impl MlflowClient {
         )
     }
 
+    /// The registered model named `name` if it also matches `filter`; `None` when MLflow does
+    /// not return it (deleted, renamed, or outside the filter). One search request for any
+    /// name MLflow's filter language can quote.
+    pub fn model_named(&self, name: &str, filter: Option<&str>) -> Result<Option<RegisteredModel>> {
+        let search = name_filter(name, filter);
+        let mut found = None;
+        self.for_each_model_page(Some(&search), |page| {
+            if found.is_none() {
+                found = page.into_iter().find(|m| m.name == name);
+            }
+        })?;
+        Ok(found)
+    }
+
     /// Every registered model matching `filter`, at once (small registries, tests).
     pub fn snapshot(&self, filter: Option<&str>) -> Result<RegistrySnapshot> {
         let mut models = Vec::new();
@@ -84,6 +98,26 @@ impl MlflowClient {
                 &[("name", name), ("version", version)],
             )?
             .map(|r| r.model_version))
+    }
+}
+
+/// A `registered-models/search` filter for the model named `name` within `filter`. MLflow's
+/// filter language has no escape character: a name is quoted with the quote it does not
+/// contain; a name with both quotes is searched by the prefix before its first quote (a
+/// superset, which [`MlflowClient::model_named`] narrows to the exact name). MLflow accepts
+/// `AND` but no parentheses, so the user's filter is appended as it is.
+pub fn name_filter(name: &str, filter: Option<&str>) -> String {
+    let clause = if !name.contains('\'') {
+        format!("name = '{name}'")
+    } else if !name.contains('"') {
+        format!("name = \"{name}\"")
+    } else {
+        let prefix = &name[..name.find(['\'', '"']).unwrap_or(name.len())];
+        format!("name LIKE '{prefix}%'")
+    };
+    match filter.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(f) => format!("{clause} AND {f}"),
+        None => clause,
     }
 }
 
@@ -116,5 +150,22 @@ mod tests {
         assert!(models.is_empty() && token.is_none());
         assert!(parse_search_page(b"{\"registered_models\":[{}]}").is_err());
         assert!(parse_search_page(b"<html>").is_err());
+    }
+
+    #[test]
+    fn name_filters_quote_what_mlflow_can_quote() {
+        assert_eq!(name_filter("iris", None), "name = 'iris'");
+        assert_eq!(
+            name_filter("iris", Some(" name LIKE 'ir%' ")),
+            "name = 'iris' AND name LIKE 'ir%'"
+        );
+        assert_eq!(name_filter("it's", Some("")), "name = \"it's\"");
+        assert_eq!(name_filter("a\"b", None), "name = 'a\"b'");
+        // `%` and `_` are literal under `=`; a name with both quotes falls back to a prefix.
+        assert_eq!(name_filter("50%_x", None), "name = '50%_x'");
+        assert_eq!(
+            name_filter("it's \"x\"", Some("tags.team = 'a'")),
+            "name LIKE 'it%' AND tags.team = 'a'"
+        );
     }
 }

@@ -703,6 +703,9 @@ def main():
     if os.environ.get("M2S_BENCH_JSON"):
         with open(os.environ["M2S_BENCH_JSON"], "w") as f:
             json.dump(res, f, indent=1, default=str)
+    # Promotion latency of `m2s webhook` (tests/bench/latency.py; alone: make bench BENCH=latency).
+    import latency
+    ok = latency.run(b.ml) and ok
     return 0 if ok else 1
 
 
