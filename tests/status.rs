@@ -152,6 +152,7 @@ fn sync_waiting_while(
     version_of: impl Fn(&str) -> Option<String>,
     then: &[&str],
 ) -> common::RunResult {
+    let mark = audit_mark();
     let child = s
         .m2s()
         .args(["sync", "--wait", "--wait-timeout", &timeout.to_string()])
@@ -178,6 +179,22 @@ fn sync_waiting_while(
             started.elapsed() < Duration::from_secs(30),
             "m2s did not write {names:?}"
         );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The controller answers once m2s watches (the audit log shows its WATCH; on a loaded
+    // machine a fixed pause could let the statuses land before the watch starts, and m2s would
+    // rightly see them in its first LIST instead).
+    let watching = || {
+        requests_since(mark, &s.ns).is_some_and(|r| {
+            r.iter().any(|e| {
+                e["verb"] == "watch"
+                    && e["userAgent"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("m2s/"))
+            })
+        })
+    };
+    while !watching() && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for state in then {
