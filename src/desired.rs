@@ -277,18 +277,15 @@ impl<'a> RegistryBuilder<'a> {
     pub fn finish(mut self) -> Registry {
         let r = &mut self.registry;
         r.entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut keep = Vec::with_capacity(r.entries.len());
-        let mut entries = std::mem::take(&mut r.entries).into_iter().peekable();
-        while let Some(first) = entries.next() {
-            let mut same = vec![first];
-            while entries.peek().is_some_and(|e| e.name == same[0].name) {
-                same.push(entries.next().expect("peeked"));
-            }
-            if same.len() == 1 {
-                keep.extend(same);
-                continue;
-            }
-            for (i, e) in same.iter().enumerate() {
+        // Runs of entries sharing a name, found and reported in place: a second array of
+        // tens of thousands of entries was once this run's peak of memory.
+        let mut colliding = vec![false; r.entries.len()];
+        let mut start = 0;
+        while start < r.entries.len() {
+            let name = &r.entries[start].name;
+            let end = start + r.entries[start..].partition_point(|e| &e.name == name);
+            let same = &r.entries[start..end];
+            for (i, e) in same.iter().enumerate().filter(|_| same.len() > 1) {
                 let others: Vec<String> = same
                     .iter()
                     .enumerate()
@@ -303,13 +300,21 @@ impl<'a> RegistryBuilder<'a> {
                         others.join(", ")
                     ),
                 ));
+                colliding[start + i] = true;
             }
+            start = end;
         }
-        r.entries = keep;
+        let mut index = 0;
+        r.entries.retain(|_| {
+            index += 1;
+            !colliding[index - 1]
+        });
+        r.entries.shrink_to_fit();
         r.errors
             .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
         r.models.sort();
         r.models.dedup();
+        r.models.shrink_to_fit();
         self.registry
     }
 }
