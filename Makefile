@@ -3,11 +3,16 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 SANDBOX := tests/sandbox
-SANDBOX_ENV = $${M2S_SANDBOX_DIR:-$$HOME/.cache/m2s-sandbox/run}/env
+SANDBOX_DIR = $${M2S_SANDBOX_DIR:-$$HOME/.cache/m2s-sandbox/run}
+SANDBOX_ENV = $(SANDBOX_DIR)/env
+# The MLflow 2.x sandbox of test-mlflow2: beside the 3.x one, so that both can stay up.
+MLFLOW2_SANDBOX_DIR = $${M2S_SANDBOX_MLFLOW2_DIR:-$(SANDBOX_DIR)-mlflow2}
+## The suites test-mlflow2 runs against MLflow 2.x (CI too).
+MLFLOW2_SUITES ?= --test plumbing --test sync --test targets --test faults
 
 TARGET ?= seldon-v1
 
-.PHONY: all build release test unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
+.PHONY: all build release test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
 
 all: build
 
@@ -17,9 +22,18 @@ build:
 release:
 	$(CARGO) build --release --locked
 
-## Start the sandbox if needed, then run every test (unit, integration against it, chart).
-test: sandbox-up
+## Start the sandbox if needed (MLflow 3.x), then run every test (unit, integration, chart).
+test:
+	M2S_SANDBOX_MLFLOW=3 bash $(SANDBOX)/up.sh >/dev/null
 	source $(SANDBOX_ENV) && M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --all-targets -- --test-threads=4
+
+## The MLflow-facing suites (MLFLOW2_SUITES) against the newest MLflow 2.x, on a sandbox of its
+## own (M2S_SANDBOX_MLFLOW=2 in $$M2S_SANDBOX_MLFLOW2_DIR, default $$M2S_SANDBOX_DIR-mlflow2).
+## MLFLOW2_SUITES=--all-targets runs everything against 2.x.
+test-mlflow2:
+	export M2S_SANDBOX_MLFLOW=2 M2S_SANDBOX_DIR="$(MLFLOW2_SANDBOX_DIR)" && \
+	  bash $(SANDBOX)/up.sh >/dev/null && source "$$M2S_SANDBOX_DIR/env" && \
+	  M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked $(MLFLOW2_SUITES) -- --test-threads=4
 
 ## Tests that need no sandbox.
 unit-test:
@@ -32,11 +46,14 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## Start the sandbox if needed; M2S_SANDBOX_MLFLOW=2 serves the newest MLflow 2.x (default 3).
 sandbox-up:
 	bash $(SANDBOX)/up.sh >/dev/null
 
+## Stops the sandbox and its MLflow 2.x sibling (test-mlflow2's).
 sandbox-down:
 	bash $(SANDBOX)/down.sh
+	M2S_SANDBOX_DIR="$(MLFLOW2_SANDBOX_DIR)" bash $(SANDBOX)/down.sh
 
 ## TARGET=seldon-v1|kserve|seldon-v2 (default seldon-v1) picks the serving target.
 demo: sandbox-up release

@@ -92,6 +92,23 @@ fn template_renders_only_namespaced_objects() {
     assert_eq!(pod_spec(&docs)["serviceAccountName"], "existing");
 }
 
+/// The chart's minimum Kubernetes (README "Supported versions"): its CronJob is `batch/v1`,
+/// served from 1.21 on, and helm refuses an older cluster before rendering anything.
+#[test]
+fn chart_needs_kubernetes_1_21() {
+    let helm = need!(helm());
+    let out = helm_template(&helm, &["--kube-version", "1.20.2"]).unwrap();
+    assert!(!out.status.success(), "rendered for 1.20.2");
+    assert!(
+        stderr(&out).contains("chart requires kubeVersion: >=1.21.0-0"),
+        "{}",
+        stderr(&out)
+    );
+    let out = helm_template(&helm, &["--kube-version", "1.21.0"]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("apiVersion: batch/v1\nkind: CronJob"));
+}
+
 #[test]
 fn schema_rejects_unknown_keys_at_every_level() {
     let helm = need!(helm());

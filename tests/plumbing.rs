@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::versions::LOGGED_MODELS;
 use common::{unique, Sandbox};
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::json;
@@ -119,4 +120,29 @@ fn rbac_is_enforced() {
         &format!("system:serviceaccount:{ns}:nobody"),
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+}
+
+/// The suites leave out what an MLflow 2.x server cannot do by the version the server reports;
+/// that version is the one the sandbox recorded, and the gate agrees with the server itself: it
+/// answers a logged-model request exactly when its version says it has logged models.
+#[test]
+fn mlflow_version_gates_agree_with_the_server() {
+    let Some(sb) = Sandbox::get() else { return };
+    let version = sb.mlflow_version();
+    if let Some(recorded) = &sb.recorded_mlflow_version {
+        assert_eq!(&version.text, recorded, "the sandbox's env file is stale");
+    }
+    let exp = sb.mlflow().experiment(&unique("plumbing-version"));
+    let status = reqwest::blocking::Client::new()
+        .post(format!("{}/api/2.0/mlflow/logged-models", sb.mlflow_url))
+        .json(&json!({ "experiment_id": exp, "name": "probe" }))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(
+        status.is_success(),
+        version.has(LOGGED_MODELS),
+        "MLflow {}: POST logged-models answered {status}",
+        version.text
+    );
 }

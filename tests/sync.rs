@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::versions::LOGGED_MODELS;
 use common::{run_expect, unique, Sandbox};
 use serde_json::{json, Value};
 
@@ -416,32 +417,39 @@ fn artifact_locations_resolve_and_rebase() {
     let p = unique("uris");
     let ns = sb.namespace("sync-uris");
     let exp = ml.experiment(&unique("exp"));
-    // An MLflow 3 logged model, a direct s3:// source, and a runs:/ source.
-    let logged = ml.post(
-        "logged-models",
-        json!({ "experiment_id": exp, "name": "lm" }),
-    );
-    let model_id = logged["model"]["info"]["model_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (lm, s3, run) = (format!("{p}-logged"), format!("{p}-s3"), format!("{p}-run"));
-    for m in [&lm, &s3, &run] {
+    // A direct s3:// source, a runs:/ source and, on MLflow 3, a logged model's models:/ source.
+    let (s3, run) = (format!("{p}-s3"), format!("{p}-run"));
+    for m in [&s3, &run] {
         ml.model(m);
     }
-    let v = ml.post(
-        "model-versions/create",
-        json!({ "name": lm, "source": format!("models:/{model_id}"), "model_id": model_id }),
-    )["model_version"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    ml.stage(&lm, &v, "Production");
     let v = ml.version(&s3, "s3://models-bucket/fraud/7", None);
     ml.stage(&s3, &v, "Production");
     let (run_id, _) = ml.run(&exp);
     let v = ml.version(&run, &format!("runs:/{run_id}/nested/model"), Some(&run_id));
     ml.stage(&run, &v, "Production");
+    let logged = sb
+        .mlflow_has(LOGGED_MODELS, "the models:/<model_id> source part")
+        .then(|| {
+            let lm = format!("{p}-logged");
+            ml.model(&lm);
+            let logged = ml.post(
+                "logged-models",
+                json!({ "experiment_id": exp, "name": "lm" }),
+            );
+            let model_id = logged["model"]["info"]["model_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let v = ml.post(
+                "model-versions/create",
+                json!({ "name": lm, "source": format!("models:/{model_id}"), "model_id": model_id }),
+            )["model_version"]["version"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            ml.stage(&lm, &v, "Production");
+            (lm, model_id)
+        });
 
     run_expect(sb.m2s(&ns, &p).arg("sync"), 0);
     let objs = sb.seldon_deployments(&ns);
@@ -451,10 +459,10 @@ fn artifact_locations_resolve_and_rebase() {
             .unwrap()
             .to_string()
     };
-    assert_eq!(
-        uri(&lm),
-        format!("{ROOT}/{exp}/models/{model_id}/artifacts")
-    );
+    if let Some((lm, model_id)) = &logged {
+        assert_eq!(uri(lm), format!("{ROOT}/{exp}/models/{model_id}/artifacts"));
+    }
+    assert_eq!(objs.len(), 2 + usize::from(logged.is_some()));
     assert_eq!(
         uri(&run),
         expected_uri(&sb, &run_id).replace("/model", "/nested/model")
@@ -549,12 +557,19 @@ fn large_registry_plans_across_chunks() {
         c.env("M2S_ALIASES", "champion");
         c
     };
-    let r = run_expect(m2s().arg("sync"), 0);
+    let r = run_expect(m2s().env("RUST_LOG", "m2s=debug").arg("sync"), 0);
     assert!(
         r.stdout
             .contains("Sync: 300 created, 0 updated, 0 deleted, 0 unchanged"),
         "{}",
         r.stdout
+    );
+    // The 200 runs behind the versions are read in batches (`runs/search` with
+    // `attributes.run_id IN (...)`, MLflow 1.30+), not with one `runs/get` each.
+    assert!(
+        r.stderr.contains("runs/search: 200 of 200 runs found"),
+        "{}",
+        r.stderr
     );
     assert_eq!(sb.seldon_deployments(&ns).len(), 300);
 

@@ -11,12 +11,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod versions;
+
 /// Where the running sandbox is.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
     pub kubeconfig: PathBuf,
     pub mlflow_url: String,
     pub bin: PathBuf,
+    /// The MLflow version `up.sh` found the server reporting (`M2S_SANDBOX_MLFLOW_VERSION`).
+    pub recorded_mlflow_version: Option<String>,
 }
 
 fn sandbox_required() -> bool {
@@ -58,6 +62,7 @@ impl Sandbox {
                 kubeconfig: k.into(),
                 mlflow_url: m,
                 bin: b.into(),
+                recorded_mlflow_version: var("M2S_SANDBOX_MLFLOW_VERSION"),
             }),
             _ => {
                 let msg = "the sandbox is not running (run `make sandbox-up`, or `make test`)";

@@ -93,15 +93,29 @@ SRC
   log "kube-apiserver cached at $BIN_DIR/kube-apiserver"
 fi
 
-# MLflow server in its own venv.
+# The MLflow server of the chosen line (M2S_SANDBOX_MLFLOW) in its own venv. A lock keeps two
+# sandboxes starting at once from installing into the same venv.
+MLFLOW_LOG="$LOGS/$MLFLOW_NAME-install.log"
+exec 9>"$VENV_DIR.lock"
+flock 9
 if [[ ! -x "$VENV_DIR/bin/mlflow" ]]; then
   rm -rf "$VENV_DIR"
-  run_step "create MLflow venv" "$LOGS/mlflow-install.log" python3 -m venv "$VENV_DIR"
+  run_step "create MLflow venv" "$MLFLOW_LOG" python3 -m venv "$VENV_DIR"
   # Seen once on this machine kind: venv reported success and left no directory. Try once more.
-  [[ -x "$VENV_DIR/bin/pip" ]] || run_step "create MLflow venv (again)" "$LOGS/mlflow-install.log" \
+  [[ -x "$VENV_DIR/bin/pip" ]] || run_step "create MLflow venv (again)" "$MLFLOW_LOG" \
     python3 -m venv --clear "$VENV_DIR"
-  [[ -x "$VENV_DIR/bin/pip" ]] || fail "create MLflow venv" "$LOGS/mlflow-install.log" "no pip in $VENV_DIR after python3 -m venv"
-  run_step_progress "pip install $MLFLOW_PIP_SPEC (about 2 min)" "$LOGS/mlflow-install.log" \
-    "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "$MLFLOW_PIP_SPEC"
+  [[ -x "$VENV_DIR/bin/pip" ]] || fail "create MLflow venv" "$MLFLOW_LOG" "no pip in $VENV_DIR after python3 -m venv"
+  read -r -a requirements <<<"$MLFLOW_PIP_SPEC"
+  run_step_progress "pip install $MLFLOW_PIP_SPEC (2–5 min)" "$MLFLOW_LOG" \
+    "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "${requirements[@]}"
+  # What the server imports at start (its SQL store): a dependency that breaks it fails here,
+  # naming the step, and the venv is removed so that the next run installs it again.
+  log "check the MLflow server imports (log: $MLFLOW_LOG)"
+  if ! "$VENV_DIR/bin/python" -c 'import mlflow.store.tracking.sqlalchemy_store
+import mlflow.store.model_registry.sqlalchemy_store' >>"$MLFLOW_LOG" 2>&1; then
+    rm -rf "$VENV_DIR"
+    fail "check the MLflow server imports" "$MLFLOW_LOG" "$MLFLOW_PIP_SPEC installs an MLflow whose server cannot start (set M2S_MLFLOW_PIP_SPEC to pin what breaks it)"
+  fi
 fi
-log "installed: $BIN_DIR ($(ls "$BIN_DIR" | tr '\n' ' ')), MLflow $("$VENV_DIR/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)"
+flock -u 9
+log "installed: $BIN_DIR ($(ls "$BIN_DIR" | tr '\n' ' ')), MLflow $("$VENV_DIR/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null) in $VENV_DIR"

@@ -6,8 +6,6 @@ M2S_SANDBOX_CACHE="${M2S_SANDBOX_CACHE:-$HOME/.cache/m2s-sandbox}"
 M2S_SANDBOX_DIR="${M2S_SANDBOX_DIR:-$M2S_SANDBOX_CACHE/run}"
 KUBE_VERSION="1.20.2"
 BIN_DIR="$M2S_SANDBOX_CACHE/bin"
-VENV_DIR="$M2S_SANDBOX_CACHE/mlflow-venv"
-MLFLOW_PIP_SPEC="${M2S_MLFLOW_PIP_SPEC:-mlflow>=3,<4}"
 SANDBOX_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SANDBOX_SCRIPTS/../.." && pwd)"
 
@@ -23,6 +21,29 @@ fail() {
   fi
   exit 1
 }
+
+# The MLflow line the sandbox serves: M2S_SANDBOX_MLFLOW=3 (default, the newest 3.x) or 2 (the
+# newest 2.x), each in a venv of its own. The 3.x venv keeps its first path so caches stay valid.
+M2S_SANDBOX_MLFLOW="${M2S_SANDBOX_MLFLOW:-3}"
+case "$M2S_SANDBOX_MLFLOW" in
+  3)
+    MLFLOW_NAME="mlflow"
+    DEFAULT_MLFLOW_PIP_SPEC="mlflow>=3,<4"
+    ;;
+  2)
+    MLFLOW_NAME="mlflow2"
+    # MLflow 2.22 accepts SQLAlchemy <3, but its mlflow/store/db/utils.py imports
+    # FallbackAsyncAdaptedQueuePool, which SQLAlchemy 2.1 removed: the server dies at start with
+    # "cannot import name 'FallbackAsyncAdaptedQueuePool'". SQLAlchemy 2.0.x works.
+    DEFAULT_MLFLOW_PIP_SPEC="mlflow>=2.22,<3 sqlalchemy>=2.0,<2.1"
+    ;;
+  *)
+    fail "pick the MLflow line" "" "M2S_SANDBOX_MLFLOW=$M2S_SANDBOX_MLFLOW (want 2 or 3)"
+    ;;
+esac
+VENV_DIR="$M2S_SANDBOX_CACHE/$MLFLOW_NAME-venv"
+# Space-separated pip requirements for that line's venv (read once, when the venv is created).
+MLFLOW_PIP_SPEC="${M2S_MLFLOW_PIP_SPEC:-$DEFAULT_MLFLOW_PIP_SPEC}"
 
 # run_step STEP LOGFILE CMD...: runs CMD with output to LOGFILE, failing with a clear message.
 run_step() {

@@ -2,6 +2,8 @@
 # Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the CRDs of the three serving
 # targets, an MLflow server) on free loopback ports, or reuses the one already running. Prints the
 # environment to use it; the same lines are in $M2S_SANDBOX_DIR/env.
+#   M2S_SANDBOX_MLFLOW=3|2      the MLflow line to serve: 3 (default) the newest 3.x, 2 the newest
+#                               2.x; a running sandbox of the other line is restarted
 #   KUBEBUILDER_ASSETS=DIR      use DIR/kube-apiserver and DIR/etcd instead of the cached build
 #   M2S_TEST_KUBECONFIG=FILE    use that cluster; start no control plane
 #   M2S_SELDON_CRD, M2S_KSERVE_CRD, M2S_SELDON_V2_CRD=FILE
@@ -15,6 +17,12 @@ sandbox_healthy() {
   # shellcheck disable=SC1090
   ( source "$ENV_FILE"
     curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/health" >/dev/null 2>&1 || exit 1
+    # The MLflow line must be the one asked for.
+    serving="$(curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/version" 2>/dev/null)" || exit 1
+    if [[ "${serving%%.*}" != "$M2S_SANDBOX_MLFLOW" ]]; then
+      log "the running sandbox serves MLflow $serving, not the $M2S_SANDBOX_MLFLOW.x line asked for (M2S_SANDBOX_MLFLOW): restarting it"
+      exit 1
+    fi
     "$M2S_SANDBOX_BIN/kubectl" --kubeconfig "$M2S_SANDBOX_KUBECONFIG" --request-timeout=5s \
       get --raw /readyz >/dev/null 2>&1 || exit 1
     # The CRDs must be the ones asked for (the real ones in CI, maybe the fixtures elsewhere).
@@ -196,7 +204,8 @@ crd_sources >"$M2S_SANDBOX_DIR/crd-source"
 MLFLOW_PORT="$(pick_port M2S_SANDBOX_MLFLOW_PORT)"
 # Webhooks (MLflow 3.3+) to a receiver on loopback over http, with a fixed key so that a restarted
 # server can still read its webhooks' secrets; a 1 s subscriber cache so tests see new webhooks
-# at once. No GenAI job consumers (seven processes of ~230 MB that m2s never needs).
+# at once. No GenAI job consumers (seven processes of ~230 MB that m2s never needs). MLflow 2.22
+# reads none of these variables (its sources name none of them), so the 2.x line gets the same.
 WEBHOOK_KEY_FILE="$M2S_SANDBOX_DIR/mlflow/webhook-encryption-key"
 [[ -s "$WEBHOOK_KEY_FILE" ]] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' >"$WEBHOOK_KEY_FILE"
 chmod 600 "$WEBHOOK_KEY_FILE"
@@ -209,10 +218,17 @@ start_bg mlflow "$LOGS/mlflow.log" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false 
   --default-artifact-root "$M2S_SANDBOX_DIR/mlflow/artifacts" \
   --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2
 wait_http mlflow "http://127.0.0.1:$MLFLOW_PORT/health" 120 "$LOGS/mlflow.log" "$(cat "$M2S_SANDBOX_DIR/mlflow.pid")"
+# The version the server itself reports: the tests read it to say what a 2.x server cannot do.
+MLFLOW_VERSION="$(curl -fsS --max-time 10 "http://127.0.0.1:$MLFLOW_PORT/version" 2>>"$LOGS/mlflow.log")" ||
+  fail "ask mlflow its version" "$LOGS/mlflow.log" "GET http://127.0.0.1:$MLFLOW_PORT/version failed"
+[[ "${MLFLOW_VERSION%%.*}" == "$M2S_SANDBOX_MLFLOW" ]] || fail "ask mlflow its version" "" \
+  "$VENV_DIR serves MLflow $MLFLOW_VERSION, not the $M2S_SANDBOX_MLFLOW.x line (M2S_SANDBOX_MLFLOW)"
+log "mlflow $MLFLOW_VERSION is up"
 
 cat >"$ENV_FILE" <<ENV
 export M2S_SANDBOX_KUBECONFIG=$KUBECONFIG_FILE
 export M2S_SANDBOX_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT
+export M2S_SANDBOX_MLFLOW_VERSION=$MLFLOW_VERSION
 export M2S_SANDBOX_BIN=$BIN_DIR
 export M2S_SANDBOX_AUDIT_LOG=$AUDIT_LOG
 export M2S_SANDBOX_LOGS=$LOGS
