@@ -87,7 +87,8 @@ pub struct ModelInfo {
 /// One (registered model, stage or alias) that should be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub name: String,
+    /// Shared with the plan's change of this entry (a large registry's names are held once).
+    pub name: Arc<str>,
     pub model: Arc<ModelInfo>,
     pub selector: Selector,
     /// The version; `source`, `run_id` and `tags` are known when the search returned the
@@ -115,7 +116,7 @@ pub struct EntryError {
 impl EntryError {
     pub fn of(entry: &Entry, message: String) -> EntryError {
         EntryError {
-            name: entry.name.clone(),
+            name: entry.name.to_string(),
             model: entry.model.name.clone(),
             selector: entry.selector.clone(),
             version: Some(entry.version.version.clone()),
@@ -146,7 +147,7 @@ impl Registry {
     /// The entry named `name`.
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .binary_search_by(|e| (*e.name).cmp(name))
             .ok()
             .map(|i| &self.entries[i])
     }
@@ -161,7 +162,7 @@ impl Registry {
     /// Whether an entry error holds the object named `name`.
     pub fn holds(&self, name: &str) -> bool {
         self.errors
-            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .binary_search_by(|e| (*e.name).cmp(name))
             .is_ok()
     }
 }
@@ -260,7 +261,7 @@ impl<'a> RegistryBuilder<'a> {
         for (selector, mut version) in picked {
             compact(&mut version);
             let entry = Entry {
-                name: cfg.target.object_name(&model.name, selector.value()),
+                name: cfg.target.object_name(&model.name, selector.value()).into(),
                 model: Arc::clone(&info),
                 selector,
                 version,
@@ -523,7 +524,7 @@ pub fn render(
         "apiVersion": resource.api_version(),
         "kind": resource.kind,
         "metadata": {
-            "name": entry.name,
+            "name": &*entry.name,
             "namespace": cfg.namespace,
             "labels": labels,
             "annotations": all_annotations,

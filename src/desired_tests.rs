@@ -95,7 +95,7 @@ fn one_entry_per_deployed_stage_and_alias() {
     assert!(errors.is_empty(), "{errors:?}");
     let got: Vec<_> = entries
         .iter()
-        .map(|e| (e.name.as_str(), e.version.version.as_str()))
+        .map(|e| (&*e.name, e.version.version.as_str()))
         .collect();
     assert_eq!(
         got,
@@ -146,7 +146,7 @@ fn all_aliases_with_star() {
     ];
     let (entries, _) = entries(&RegistrySnapshot { models: vec![m] }, &c);
     assert_eq!(
-        entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        entries.iter().map(|e| &*e.name).collect::<Vec<_>>(),
         ["iris-a", "iris-b"]
     );
 }
@@ -423,7 +423,7 @@ fn kserve_names_start_with_a_letter() {
         },
         &c,
     );
-    assert_eq!(e[0].name, "iris-production");
+    assert_eq!(&*e[0].name, "iris-production");
     assert!(
         e[1].name.starts_with("m2s-2024-fraud-production-"),
         "{}",
@@ -439,7 +439,7 @@ fn kserve_names_start_with_a_letter() {
         },
         &cfg(),
     );
-    assert_eq!(e[0].name, "2024-fraud-production");
+    assert_eq!(&*e[0].name, "2024-fraud-production");
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn foreign_names(
         .changes
         .iter()
         .filter(|c| c.action == Action::Create)
-        .map(|c| c.name.as_str())
+        .map(|c| &*c.name)
         .collect();
     if creates.is_empty() {
         return Ok(BTreeMap::new());
@@ -221,12 +221,12 @@ fn refuse_taken_names(plan: &mut Plan, registry: &Registry, taken: &BTreeMap<Str
     }
     let (refused, keep): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
         .into_iter()
-        .partition(|c| c.action == Action::Create && taken.contains_key(&c.name));
+        .partition(|c| c.action == Action::Create && taken.contains_key(&*c.name));
     plan.changes = keep;
     for c in refused {
         let entry = c.entry(registry).expect("creates have an entry");
         plan.errors
-            .push(EntryError::of(entry, taken[&c.name].clone()));
+            .push(EntryError::of(entry, taken[&*c.name].clone()));
     }
     plan.errors
         .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));

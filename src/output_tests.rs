@@ -43,7 +43,7 @@ fn object(name: &str, model: &str, version: &str) -> ObjectRef {
 }
 
 fn sample(reg: &Registry) -> Plan {
-    let index = |name: &str| reg.entries.iter().position(|e| e.name == name);
+    let index = |name: &str| reg.entries.iter().position(|e| &*e.name == name);
     let change = |action, name: &str, entry, object: Option<ObjectRef>, reason: &str| Change {
         action,
         name: name.into(),

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -176,7 +177,7 @@ impl<'a> Observer<'a> {
     pub fn observe(&mut self, a: &ActualObject) -> Verdict {
         self.managed += 1;
         let entries = &self.registry.entries;
-        let Ok(i) = entries.binary_search_by(|e| e.name.as_str().cmp(&a.name)) else {
+        let Ok(i) = entries.binary_search_by(|e| (*e.name).cmp(&a.name)) else {
             if self.registry.holds(&a.name) {
                 self.hold(a);
                 return Verdict::NotDeployable;
@@ -338,7 +339,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub action: Action,
-    pub name: String,
+    pub name: Arc<str>,
     /// Index of the entry in the registry (create, update).
     pub entry: Option<usize>,
     /// The listed object (update, delete): preconditions and what it served.
@@ -411,9 +412,7 @@ impl Plan {
         &self,
         registry: &'r Registry,
     ) -> impl Iterator<Item = &'r str> + use<'_, 'r> {
-        self.unchanged
-            .iter()
-            .map(|&i| registry.entries[i].name.as_str())
+        self.unchanged.iter().map(|&i| &*registry.entries[i].name)
     }
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
@@ -499,7 +498,7 @@ pub fn compute(
     for object in observer.unwanted {
         plan.changes.push(Change {
             action: Action::Delete,
-            name: object.name.clone(),
+            name: object.name.as_str().into(),
             entry: None,
             reason: delete_reason(&object, cfg, registry).into(),
             object: Some(Box::new(object)),
@@ -553,7 +552,7 @@ pub fn check_deletion_guard(
             .changes
             .iter()
             .filter(|c| c.action == Action::Create)
-            .map(|c| c.name.as_str())
+            .map(|c| &*c.name)
             .chain(plan.errors.iter().map(|e| e.name.as_str()))
             .collect();
         let asks = if wanted.is_empty() {

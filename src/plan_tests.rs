@@ -114,7 +114,7 @@ fn names(plan: &Plan, action: Action) -> Vec<&str> {
     plan.changes
         .iter()
         .filter(|c| c.action == action)
-        .map(|c| c.name.as_str())
+        .map(|c| &*c.name)
         .collect()
 }
 
@@ -317,7 +317,7 @@ fn deletes_say_why_and_errors_hold_objects() {
         "model \"iris\" has no version in stage Production any more"
     );
     // bad-staging has an error: neither updated nor deleted.
-    assert!(plan.changes.iter().all(|c| c.name != "bad-staging"));
+    assert!(plan.changes.iter().all(|c| &*c.name != "bad-staging"));
     assert_eq!(plan.errors[0].name, "bad-staging");
 }
 

@@ -38,7 +38,7 @@ pub fn candidate_names(
             .filter(|a| cfg.aliases.includes(a))
             .map(|a| target.object_name(model, a)),
     );
-    names.extend(registry.entries.iter().map(|e| e.name.clone()));
+    names.extend(registry.entries.iter().map(|e| e.name.to_string()));
     names.extend(registry.errors.iter().map(|e| e.name.clone()));
     names
 }

@@ -68,7 +68,7 @@ pub struct EntryRef {
 impl EntryRef {
     pub fn of(e: &Entry) -> EntryRef {
         EntryRef {
-            name: e.name.clone(),
+            name: e.name.to_string(),
             model: e.model.name.clone(),
             version: e.version.version.clone(),
             selector: e.selector.clone(),

@@ -454,7 +454,7 @@ fn write_back(
         .iter()
         .filter(|o| o.error.is_none())
         .map(|o| {
-            let name = prepared.plan.changes[o.change].name.as_str();
+            let name = &*prepared.plan.changes[o.change].name;
             let readiness = match (waited.get(name), &o.written) {
                 (Some(r), _) => (*r).clone(),
                 (None, Some(w)) => w.readiness.clone(),

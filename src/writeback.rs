@@ -93,9 +93,9 @@ pub fn after_run(
     let mut left = Vec::new();
     for (i, readiness) in applied {
         let change = &plan.changes[*i];
-        let before = served.remove(&change.name);
+        let before = served.remove(&*change.name);
         let now = change.entry(registry).map(|e| Served {
-            name: change.name.clone(),
+            name: change.name.to_string(),
             model: e.model.name.clone(),
             version: e.version.version.clone(),
             readiness: readiness.clone(),

@@ -188,7 +188,7 @@ proptest! {
             prop_assert!(names.insert(e.name.clone()), "{} wanted twice", e.name);
         }
         for e in &errors {
-            prop_assert!(!names.contains(&e.name), "{} is wanted and in error", e.name);
+            prop_assert!(!names.contains(e.name.as_str()), "{} is wanted and in error", e.name);
             prop_assert!(e.message.contains("also wanted by"), "{}", e.message);
             let same = errors.iter().filter(|o| o.name == e.name).count();
             prop_assert!(same >= 2, "collision of {} reported once", e.name);
@@ -393,7 +393,7 @@ fn parse_and_plan(body: &[u8]) {
     if let Ok((models, token)) = parse_search_page(body) {
         assert!(token.as_deref() != Some(""), "an empty token is no token");
         let (wanted, _) = entries(&RegistrySnapshot { models }, &cfg());
-        let names: BTreeSet<&str> = wanted.iter().map(|e| e.name.as_str()).collect();
+        let names: BTreeSet<&str> = wanted.iter().map(|e| &*e.name).collect();
         assert_eq!(names.len(), wanted.len());
     }
 }
@@ -453,7 +453,7 @@ proptest! {
     #[test]
     fn fuzz_entries(snapshot in registry()) {
         let (wanted, _) = entries(&snapshot, &cfg());
-        let names: BTreeSet<&str> = wanted.iter().map(|e| e.name.as_str()).collect();
+        let names: BTreeSet<&str> = wanted.iter().map(|e| &*e.name).collect();
         prop_assert_eq!(names.len(), wanted.len());
     }
 }

@@ -237,15 +237,25 @@ impl MlflowClient {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.is_success() {
-                        let body = resp
-                            .bytes()
-                            .with_context(|| format!("reading the response of MLflow at {url}"))?;
-                        return serde_json::from_slice(&body).map(Ok).with_context(|| {
-                            format!(
-                                "MLflow at {url} answered with malformed JSON ({} bytes)",
-                                body.len()
-                            )
-                        });
+                        // Parsed as it arrives, never held whole: a page of 500 runs with their
+                        // parameters, metrics and tags can be megabytes, of which m2s keeps a
+                        // few fields per run.
+                        let mut body = Counted {
+                            inner: std::io::BufReader::with_capacity(64 * 1024, resp),
+                            read: 0,
+                        };
+                        return match serde_json::from_reader(&mut body) {
+                            Ok(value) => Ok(Ok(value)),
+                            Err(e) if e.is_io() => Err(anyhow!(e)).with_context(|| {
+                                format!("reading the response of MLflow at {url}")
+                            }),
+                            Err(e) => Err(anyhow!(e)).with_context(|| {
+                                format!(
+                                    "MLflow at {url} answered with malformed JSON ({} bytes)",
+                                    body.read
+                                )
+                            }),
+                        };
                     }
                     let detail = error_detail(resp);
                     if pass.contains(&status) {
@@ -298,6 +308,20 @@ impl MlflowClient {
                 self.base
             )
         })
+    }
+}
+
+/// A reader that counts what it read (for messages about a response parsed as it streams).
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
     }
 }
 
