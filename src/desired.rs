@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::artifacts::{model_uri, ArtifactLocation};
 use crate::config::DeployConfig;
 use crate::image::validate_image_reference;
-use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag};
+use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag, VersionRef};
 use crate::settings::{self, ServingSettings};
 use crate::targets::{apply_settings, setting_values, Setting};
 
@@ -93,7 +93,36 @@ pub struct Entry {
     pub selector: Selector,
     /// The version; `source`, `run_id` and `tags` are known when the search returned the
     /// version (stages, and aliases on a latest version), not for other aliases.
-    pub version: ModelVersion,
+    pub version: EntryVersion,
+}
+
+/// A version as an entry keeps it: compactly, since a large registry has tens of thousands of
+/// entries. The model's name is the entry's and the stage its selector.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntryVersion {
+    pub version: Box<str>,
+    /// Known when the search returned the version; `None` for an alias on another version.
+    pub source: Option<Box<str>>,
+    /// Only when it is not the run a `runs:/` source names.
+    pub run_id: Option<Box<str>>,
+    /// Only when it is not `READY`.
+    pub status: Option<Box<str>>,
+    /// The version's `m2s.*` settings tags (and write-back's, when on).
+    pub tags: Box<[Tag]>,
+}
+
+impl EntryVersion {
+    /// What resolving this version of `model` needs.
+    pub fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
+        VersionRef {
+            model,
+            version: &self.version,
+            source: self.source.as_deref(),
+            run_id: self.run_id.as_deref(),
+            status: self.status.as_deref(),
+            tags: &self.tags,
+        }
+    }
 }
 
 impl Entry {
@@ -119,7 +148,7 @@ impl EntryError {
             name: entry.name.to_string(),
             model: entry.model.name.clone(),
             selector: entry.selector.clone(),
-            version: Some(entry.version.version.clone()),
+            version: Some(entry.version.version.to_string()),
             message,
         }
     }
@@ -258,8 +287,8 @@ impl<'a> RegistryBuilder<'a> {
             image_from_tag: tag_image.is_some(),
             tags: settings::setting_tags(&model.tags),
         });
-        for (selector, mut version) in picked {
-            compact(&mut version);
+        for (selector, version) in picked {
+            let version = compact(version);
             let entry = Entry {
                 name: cfg.target.object_name(&model.name, selector.value()).into(),
                 model: Arc::clone(&info),
@@ -322,22 +351,28 @@ impl<'a> RegistryBuilder<'a> {
 
 /// Keeps of a version only what an entry needs (a large registry holds tens of thousands): the
 /// model's name is the entry's, the stage is its selector, `READY` is the normal status, a
-/// `runs:/` source names its run, and only `m2s.*` tags are read.
-fn compact(version: &mut ModelVersion) {
-    version.name = String::new();
-    version.current_stage = None;
-    if version.status.as_deref() == Some("READY") {
-        version.status = None;
-    }
+/// `runs:/` source names its run, and only `m2s.*` settings tags are read.
+fn compact(version: ModelVersion) -> EntryVersion {
     let source_run = version
         .source
         .as_deref()
         .and_then(|s| s.strip_prefix("runs:/"))
         .and_then(|s| s.trim_start_matches('/').split('/').next());
-    if version.run_id.is_some() && version.run_id.as_deref() == source_run {
-        version.run_id = None;
+    let run_id = version
+        .run_id
+        .as_deref()
+        .filter(|r| Some(*r) != source_run)
+        .map(Box::from);
+    EntryVersion {
+        version: version.version.into_boxed_str(),
+        source: version.source.map(String::into_boxed_str),
+        run_id,
+        status: version
+            .status
+            .filter(|s| s != "READY")
+            .map(String::into_boxed_str),
+        tags: settings::setting_tags(&version.tags).into_boxed_slice(),
     }
-    version.tags = settings::setting_tags(&version.tags);
 }
 
 /// The entries a whole snapshot asks for (tests and small callers).
@@ -360,7 +395,7 @@ pub struct Recorded {
 pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option<Recorded> {
     let get = |k: &str| annotations.get(k).map(String::as_str);
     let same_version = get(ANN_MODEL_NAME) == Some(entry.model.name.as_str())
-        && get(ANN_MODEL_VERSION) == Some(entry.version.version.as_str())
+        && get(ANN_MODEL_VERSION) == Some(&*entry.version.version)
         && get(ANN_MODEL_CREATED) == entry.model.created.map(|c| c.to_string()).as_deref();
     // A version's source never changes; when the search told it, it must match too.
     let same_source = entry
@@ -372,7 +407,7 @@ pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option
         return None;
     }
     let version_tags = if entry.version_known() {
-        entry.version.tags.clone()
+        entry.version.tags.to_vec()
     } else {
         get(ANN_VERSION_TAGS)
             .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
@@ -459,7 +494,7 @@ pub fn render(
 
     let mut annotations = BTreeMap::new();
     annotations.insert(ANN_MODEL_NAME, entry.model.name.clone());
-    annotations.insert(ANN_MODEL_VERSION, entry.version.version.clone());
+    annotations.insert(ANN_MODEL_VERSION, entry.version.version.to_string());
     annotations.insert(
         entry.selector.annotation(),
         entry.selector.value().to_string(),
@@ -469,11 +504,11 @@ pub fn render(
     annotations.insert(ANN_ARTIFACT_LOCATION, location.uri.clone());
     if let Some(run_id) = location
         .run_id
-        .as_ref()
-        .or(entry.version.run_id.as_ref())
+        .as_deref()
+        .or(entry.version.run_id.as_deref())
         .filter(|r| !r.is_empty())
     {
-        annotations.insert(ANN_RUN_ID, run_id.clone());
+        annotations.insert(ANN_RUN_ID, run_id.to_string());
     }
     if let Some(exp) = &location.experiment_id {
         annotations.insert(ANN_EXPERIMENT_ID, exp.clone());
@@ -482,7 +517,7 @@ pub fn render(
         annotations.insert(ANN_MODEL_CREATED, created.to_string());
     }
     if let Some(source) = &entry.version.source {
-        annotations.insert(ANN_SOURCE, source.clone());
+        annotations.insert(ANN_SOURCE, source.to_string());
     }
     if !version_tags.is_empty() {
         let tags: BTreeMap<&str, &str> = version_tags

@@ -95,7 +95,7 @@ fn one_entry_per_deployed_stage_and_alias() {
     assert!(errors.is_empty(), "{errors:?}");
     let got: Vec<_> = entries
         .iter()
-        .map(|e| (&*e.name, e.version.version.as_str()))
+        .map(|e| (&*e.name, &*e.version.version))
         .collect();
     assert_eq!(
         got,
@@ -123,7 +123,7 @@ fn alias_to_a_version_not_in_latest_versions_needs_a_lookup() {
     }];
     let (entries, _) = entries(&RegistrySnapshot { models: vec![m] }, &cfg());
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].version.version, "7");
+    assert_eq!(&*entries[0].version.version, "7");
     assert_eq!(entries[0].model.name, "iris");
     assert!(!entries[0].version_known());
 }
@@ -368,7 +368,7 @@ fn version_tag_overrides_model_tag_and_is_recorded() {
     let (e, _) = entries(&RegistrySnapshot { models: vec![m] }, &c);
     // Only the m2s tags are kept on the entry.
     assert_eq!(e[0].model.tags, [tag("m2s.memory", "1Gi")]);
-    assert_eq!(e[0].version.tags, [tag("m2s.memory", "2Gi")]);
+    assert_eq!(&*e[0].version.tags, [tag("m2s.memory", "2Gi")]);
     let d = render(&e[0], &location("4"), &e[0].version.tags, &c).unwrap();
     let container =
         &d.object["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0];

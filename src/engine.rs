@@ -280,7 +280,7 @@ pub fn prepare(config: &Config, scope: &Scope, with_states: bool) -> Result<Prep
         .into_iter()
         .map(|i| {
             let e = &registry.entries[i];
-            (e.model.name.as_str(), &e.version)
+            e.version.view(&e.model.name)
         })
         .collect();
     let resolved = mlflow

@@ -48,7 +48,7 @@ fn resolved(e: &Entry) -> Resolved {
             experiment_id: Some("1".into()),
             run_id: Some(format!("r{}", e.version.version)),
         },
-        version_tags: e.version.tags.clone(),
+        version_tags: e.version.tags.to_vec(),
     }
 }
 

@@ -70,7 +70,7 @@ impl EntryRef {
         EntryRef {
             name: e.name.to_string(),
             model: e.model.name.clone(),
-            version: e.version.version.clone(),
+            version: e.version.version.to_string(),
             selector: e.selector.clone(),
         }
     }

@@ -97,7 +97,7 @@ pub fn after_run(
         let now = change.entry(registry).map(|e| Served {
             name: change.name.to_string(),
             model: e.model.name.clone(),
-            version: e.version.version.clone(),
+            version: e.version.version.to_string(),
             readiness: readiness.clone(),
         });
         if let Some(b) = before {

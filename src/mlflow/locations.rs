@@ -1,6 +1,5 @@
 //! Where versions' files are: sources resolved to artifact locations, runs read in batches.
 
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
@@ -8,7 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{parallel_map, EntryResult, MlflowClient, ModelVersion, Tag, MAX_PAGES, PAGE_SIZE};
+use super::{
+    parallel_map, EntryResult, MlflowClient, ModelVersion, Tag, VersionRef, MAX_PAGES, PAGE_SIZE,
+};
 use crate::artifacts::{join, parse_source, ArtifactLocation, Source};
 use crate::settings::setting_tags;
 
@@ -80,6 +81,21 @@ struct LoggedModelInfo {
     artifact_uri: String,
 }
 
+/// A version as resolution uses it: as given, or as read from MLflow.
+enum Completed<'a> {
+    Given(VersionRef<'a>),
+    Read(ModelVersion),
+}
+
+impl<'a> Completed<'a> {
+    fn view(&'a self, model: &'a str) -> VersionRef<'a> {
+        match self {
+            Completed::Given(v) => *v,
+            Completed::Read(v) => v.view(model),
+        }
+    }
+}
+
 /// A version's location and its `m2s.*` tags (read with it when the search did not tell them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -90,39 +106,38 @@ pub struct Resolved {
 impl MlflowClient {
     /// Where the files of `version` are. Looks the version up first when only its number is
     /// known (`version.source` is `None`, as for aliases).
-    pub fn resolve(
-        &self,
-        model: &str,
-        version: &ModelVersion,
-    ) -> Result<EntryResult<ArtifactLocation>> {
-        match self.complete(model, version)? {
-            Ok(v) => self.locate(&v, &HashMap::new()),
+    pub fn resolve(&self, version: VersionRef) -> Result<EntryResult<ArtifactLocation>> {
+        match self.complete(version)? {
+            Ok(v) => self.locate(v.view(version.model), &HashMap::new()),
             Err(e) => Ok(Err(e)),
         }
     }
 
-    /// `version` of `model` with its source: as given, or read from MLflow when only its
-    /// number is known.
-    fn complete(&self, model: &str, version: &ModelVersion) -> Result<EntryResult<ModelVersion>> {
+    /// `version` with its source: as given, or read from MLflow when only its number is known.
+    fn complete<'a>(&self, version: VersionRef<'a>) -> Result<EntryResult<Completed<'a>>> {
         if version.source.is_some() {
-            return Ok(Ok(version.clone()));
+            return Ok(Ok(Completed::Given(version)));
         }
-        Ok(self.model_version(model, &version.version)?.ok_or_else(|| {
-            format!(
-                "version {} of model {model:?} does not exist (deleted while m2s ran?)",
-                version.version
-            )
-        }))
+        let model = version.model;
+        Ok(self
+            .model_version(model, version.version)?
+            .map(Completed::Read)
+            .ok_or_else(|| {
+                format!(
+                    "version {} of model {model:?} does not exist (deleted while m2s ran?)",
+                    version.version
+                )
+            }))
     }
 
     /// The location of a version whose source is known; `runs` are runs already read (a run
     /// not among them is read with `runs/get`).
     fn locate(
         &self,
-        version: &ModelVersion,
+        version: VersionRef,
         runs: &HashMap<String, RunLocation>,
     ) -> Result<EntryResult<ArtifactLocation>> {
-        if let Some(status) = version.status.as_deref() {
+        if let Some(status) = version.status {
             if status != "READY" {
                 return Ok(Err(format!(
                     "version {} is {status}, not READY",
@@ -130,8 +145,8 @@ impl MlflowClient {
                 )));
             }
         }
-        let source = version.source.as_deref().unwrap_or_default();
-        let run_id = version.run_id.clone().filter(|r| !r.is_empty());
+        let source = version.source.unwrap_or_default();
+        let run_id = version.run_id.filter(|r| !r.is_empty()).map(String::from);
         let parsed = match parse_source(source) {
             Ok(p) => p,
             Err(e) => return Ok(Err(format!("version {}: {e}", version.version))),
@@ -194,10 +209,7 @@ impl MlflowClient {
     /// return is still read with `runs/get`, so every outcome is the same as one by one.
     /// `versions` are (registered model name, version) pairs; the results are boxed, as plans
     /// keep them.
-    pub fn resolve_all(
-        &self,
-        versions: &[(&str, &ModelVersion)],
-    ) -> Result<Vec<EntryResult<Box<Resolved>>>> {
+    pub fn resolve_all(&self, versions: &[VersionRef]) -> Result<Vec<EntryResult<Box<Resolved>>>> {
         let mut experiments = None;
         let mut out = Vec::with_capacity(versions.len());
         for chunk in versions.chunks(RESOLVE_CHUNK) {
@@ -210,33 +222,33 @@ impl MlflowClient {
     /// read by the first pass that needs them.
     fn resolve_chunk(
         &self,
-        versions: &[(&str, &ModelVersion)],
+        versions: &[VersionRef],
         experiments: &mut Option<Option<Vec<String>>>,
     ) -> Result<Vec<EntryResult<Box<Resolved>>>> {
         // Threads only for what needs a request (each thread's allocations stay in its own
         // malloc arena: thousands of copies made on 16 threads cost megabytes of memory).
-        let unknown: Vec<(&str, &ModelVersion)> = versions
+        let unknown: Vec<VersionRef> = versions
             .iter()
             .copied()
-            .filter(|(_, v)| v.source.is_none())
+            .filter(|v| v.source.is_none())
             .collect();
-        let mut fetched = parallel_map(&unknown, self.concurrency, |(model, v)| {
-            self.complete(model, v)
-        })?
-        .into_iter();
-        let completed: Vec<EntryResult<Cow<ModelVersion>>> = versions
+        let mut fetched =
+            parallel_map(&unknown, self.concurrency, |v| self.complete(*v))?.into_iter();
+        let completed: Vec<EntryResult<Completed>> = versions
             .iter()
-            .map(|(_, v)| match v.source {
-                Some(_) => Ok(Cow::Borrowed(*v)),
-                None => fetched
-                    .next()
-                    .expect("one result per unknown version")
-                    .map(Cow::Owned),
+            .map(|v| match v.source {
+                Some(_) => Ok(Completed::Given(*v)),
+                None => fetched.next().expect("one result per unknown version"),
             })
             .collect();
-        let run_ids: BTreeSet<String> = completed
+        let views: Vec<EntryResult<VersionRef>> = completed
             .iter()
-            .filter_map(|v| v.as_ref().ok()?.source.as_deref())
+            .zip(versions)
+            .map(|(c, v)| c.as_ref().map(|c| c.view(v.model)).map_err(Clone::clone))
+            .collect();
+        let run_ids: BTreeSet<String> = views
+            .iter()
+            .filter_map(|v| v.as_ref().ok()?.source)
             .filter_map(|s| match parse_source(s) {
                 Ok(Source::Run { run_id, .. }) => Some(run_id),
                 _ => None,
@@ -244,22 +256,22 @@ impl MlflowClient {
             .collect();
         let run_ids: Vec<String> = run_ids.into_iter().collect();
         let runs = self.runs_by_id(&run_ids, experiments)?;
-        let offline = |v: &EntryResult<Cow<ModelVersion>>| match v {
+        let offline = |v: &EntryResult<VersionRef>| match v {
             Err(_) => true,
-            Ok(v) => match v.source.as_deref().map(parse_source) {
+            Ok(v) => match v.source.map(parse_source) {
                 Some(Ok(Source::Run { run_id, .. })) => runs.contains_key(&run_id),
                 Some(Ok(Source::LoggedModel { .. })) => false,
                 _ => true,
             },
         };
-        let online: Vec<&ModelVersion> = completed
+        let online: Vec<VersionRef> = views
             .iter()
             .filter(|v| !offline(v))
-            .filter_map(|v| v.as_deref().ok())
+            .filter_map(|v| v.as_ref().ok().copied())
             .collect();
         let mut located =
-            parallel_map(&online, self.concurrency, |v| self.locate(v, &runs))?.into_iter();
-        completed
+            parallel_map(&online, self.concurrency, |v| self.locate(*v, &runs))?.into_iter();
+        views
             .iter()
             .map(|v| {
                 let location = match v {
@@ -267,15 +279,12 @@ impl MlflowClient {
                     Ok(_) if !offline(v) => {
                         Ok(located.next().expect("one result per online version"))
                     }
-                    Ok(v) => self.locate(v, &runs),
+                    Ok(v) => self.locate(*v, &runs),
                 }?;
                 Ok(location.map(|location| {
                     Box::new(Resolved {
                         location,
-                        version_tags: v
-                            .as_ref()
-                            .map(|v| setting_tags(&v.tags))
-                            .unwrap_or_default(),
+                        version_tags: v.as_ref().map(|v| setting_tags(v.tags)).unwrap_or_default(),
                     })
                 }))
             })

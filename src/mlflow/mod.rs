@@ -59,6 +59,32 @@ pub struct ModelVersion {
     pub tags: Vec<Tag>,
 }
 
+/// What resolving a version needs, borrowed: from a registry entry, or from a version just
+/// read from MLflow. `source: None` means only the number is known (it is read first).
+#[derive(Debug, Clone, Copy)]
+pub struct VersionRef<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub source: Option<&'a str>,
+    pub run_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub tags: &'a [Tag],
+}
+
+impl ModelVersion {
+    /// This version of `model`, borrowed.
+    pub fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
+        VersionRef {
+            model,
+            version: &self.version,
+            source: self.source.as_deref(),
+            run_id: self.run_id.as_deref(),
+            status: self.status.as_deref(),
+            tags: &self.tags,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 pub struct RegisteredModel {
     pub name: String,
