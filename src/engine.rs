@@ -275,18 +275,15 @@ pub fn prepare(config: &Config, scope: &Scope, with_states: bool) -> Result<Prep
 
     // Phase 3: only entries without an object, or whose object serves another version, cost
     // MLflow look-ups; the others reuse the location recorded on their object.
-    let versions: Vec<_> = observer
-        .to_resolve()
-        .into_iter()
-        .map(|i| {
-            let e = &registry.entries[i];
-            e.version.view(&e.model.name)
-        })
-        .collect();
+    let to_resolve = observer.to_resolve();
+    let versions = to_resolve.iter().map(|&i| {
+        let e = &registry.entries[i];
+        e.version.view(&e.model.name)
+    });
     let resolved = mlflow
-        .resolve_all(&versions)
+        .resolve_all(versions)
         .context("reading model versions from MLflow; nothing was changed")?;
-    drop(versions);
+    drop(to_resolve);
     let mut plan = plan::compute(&registry, observer, resolved, &config.deploy);
     let taken = match taken {
         Some(taken) => taken,

@@ -209,11 +209,19 @@ impl MlflowClient {
     /// return is still read with `runs/get`, so every outcome is the same as one by one.
     /// `versions` are (registered model name, version) pairs; the results are boxed, as plans
     /// keep them.
-    pub fn resolve_all(&self, versions: &[VersionRef]) -> Result<Vec<EntryResult<Box<Resolved>>>> {
+    /// `versions` are taken [`RESOLVE_CHUNK`] at a time, never all at once.
+    pub fn resolve_all<'a>(
+        &self,
+        versions: impl ExactSizeIterator<Item = VersionRef<'a>>,
+    ) -> Result<Vec<EntryResult<Box<Resolved>>>> {
         let mut experiments = None;
         let mut out = Vec::with_capacity(versions.len());
-        for chunk in versions.chunks(RESOLVE_CHUNK) {
-            out.extend(self.resolve_chunk(chunk, &mut experiments)?);
+        let mut versions = versions.peekable();
+        let mut chunk = Vec::with_capacity(RESOLVE_CHUNK);
+        while versions.peek().is_some() {
+            chunk.clear();
+            chunk.extend(versions.by_ref().take(RESOLVE_CHUNK));
+            out.extend(self.resolve_chunk(&chunk, &mut experiments)?);
         }
         Ok(out)
     }
