@@ -135,121 +135,9 @@ pub fn process_env(name: &str) -> Option<String> {
 
 impl Config {
     pub fn from_settings(s: &Settings, env: EnvLookup) -> Result<Config> {
-        let raw_url = s
-            .mlflow_host
-            .clone()
-            .filter(|v| !v.trim().is_empty())
-            .or_else(|| env("MLFLOW_TRACKING_URI"))
-            .context(
-                "no MLflow URL: set M2S_MLFLOW_HOST (or MLFLOW_TRACKING_URI, or --mlflow-host)",
-            )?;
-        let (url, url_auth) = parse_mlflow_url(raw_url.trim())?;
-        let auth = match (
-            env("MLFLOW_TRACKING_TOKEN"),
-            env("MLFLOW_TRACKING_USERNAME"),
-        ) {
-            (Some(token), _) => MlflowAuth::Bearer(token),
-            (None, Some(username)) => MlflowAuth::Basic {
-                username,
-                password: env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default(),
-            },
-            (None, None) => url_auth,
-        };
-        let insecure_tls = match env("MLFLOW_TRACKING_INSECURE_TLS").as_deref() {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-            Some(v) => bail!("MLFLOW_TRACKING_INSECURE_TLS must be true or false, not {v:?}"),
-        };
-        let server_cert = env("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from);
-        if insecure_tls && server_cert.is_some() {
-            bail!("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are mutually exclusive");
-        }
-
+        let mlflow = mlflow_config(s, env)?;
         let mut warnings = Vec::new();
-        let target = targets::by_id(s.target.trim()).with_context(|| {
-            format!(
-                "unknown target {:?} (M2S_TARGET, --target); known: {}",
-                s.target,
-                targets::ids().join(", ")
-            )
-        })?;
-        if env("M2S_SRC_NEURO_CLUSTER").is_some() {
-            bail!("M2S_SRC_NEURO_CLUSTER names a Neu.ro platform cluster, which means nothing to m2s: remove it; m2s reads models from M2S_MLFLOW_HOST and writes to the cluster of its kubeconfig (or its in-cluster ServiceAccount)");
-        }
-        let (namespace, namespace_var) = namespace(s, env)?;
-        if !is_dns1123_label(&namespace) {
-            bail!("namespace {namespace:?} ({namespace_var}) is not a valid Kubernetes namespace name");
-        }
-        let instance = s.instance.trim().to_string();
-        if !is_label_value(&instance) || instance.is_empty() {
-            bail!("instance {instance:?} (M2S_INSTANCE) is not a valid label value (letters, digits, '-', '_', '.', at most 63)");
-        }
-        let stages = parse_stages(&s.stages)?;
-        let aliases = parse_aliases(&s.aliases)?;
-        if stages.is_empty() && aliases == AliasSelection::Listed(vec![]) {
-            bail!("nothing to deploy: M2S_STAGES and M2S_ALIASES are both empty");
-        }
-        let storage_root = optional(&s.storage_root).map(|r| r.trim_end_matches('/').to_string());
-        if let Some(root) = &storage_root {
-            refuse_platform_uri(root, "storage").context("M2S_MLFLOW_STORAGE_ROOT")?;
-            crate::artifacts::check_storage_root(root, target)?;
-        }
-        let (default_image, image_var) = default_image(s, env, &mut warnings)?;
-        if let Some(image) = &default_image {
-            refuse_platform_uri(image, "image")
-                .and_then(|()| validate_image_reference(image))
-                .with_context(|| format!("default image {image:?} ({image_var})"))?;
-        }
-        let image_tag = s.image_tag.trim().to_string();
-        if image_tag.is_empty() {
-            bail!("M2S_MLFLOW_DEPLOY_IMG_TAG must not be empty");
-        }
-        let registry_secret = optional(&s.registry_secret);
-        let model_secret = optional(&s.model_secret);
-        let service_account = optional(&s.service_account);
-        for (var, value, what) in [
-            ("M2S_REGISTRY_SECRET", &registry_secret, "Secret"),
-            ("M2S_MODEL_SECRET", &model_secret, "Secret"),
-            ("M2S_SERVICE_ACCOUNT", &service_account, "ServiceAccount"),
-        ] {
-            if let Some(v) = value {
-                if !is_dns1123_subdomain(v) {
-                    bail!("{var} {v:?} is not a valid {what} name");
-                }
-            }
-        }
-        for (var, set, setting) in [
-            (image_var, default_image.is_some(), Setting::Image),
-            (
-                "M2S_REGISTRY_SECRET",
-                registry_secret.is_some(),
-                Setting::RegistrySecret,
-            ),
-            (
-                "M2S_MODEL_SECRET",
-                model_secret.is_some(),
-                Setting::ModelSecret,
-            ),
-            (
-                "M2S_SERVICE_ACCOUNT",
-                service_account.is_some(),
-                Setting::ServiceAccount,
-            ),
-        ] {
-            if set && !target.fields().iter().any(|f| f.setting == setting) {
-                bail!(
-                    "{var} has no counterpart on target {} ({}){}",
-                    target.id(),
-                    target.resource().kind,
-                    no_counterpart_hint(target.id(), setting)
-                );
-            }
-        }
-        let overlay = match &s.overlay {
-            Some(path) if !path.as_os_str().is_empty() => Some(Overlay::load(path, target)?),
-            _ => None,
-        };
+        let deploy = deploy_config(s, env, &mlflow.url, &mut warnings)?;
         if s.concurrency == 0 || s.concurrency > 256 {
             bail!(
                 "concurrency (M2S_CONCURRENCY) must be between 1 and 256, not {}",
@@ -259,40 +147,174 @@ impl Config {
         if s.request_timeout == 0 || s.run_timeout == 0 {
             bail!("M2S_REQUEST_TIMEOUT and M2S_RUN_TIMEOUT must be at least 1 second");
         }
-        let request_timeout = Duration::from_secs(s.request_timeout);
         Ok(Config {
-            mlflow: MlflowConfig {
-                url: url.clone(),
-                auth,
-                insecure_tls,
-                server_cert,
-                request_timeout,
-                model_filter: optional(&s.model_filter),
-                concurrency: s.concurrency,
-            },
-            deploy: DeployConfig {
-                target,
-                namespace,
-                instance,
-                storage_root,
-                default_image,
-                image_tag,
-                registry_secret,
-                model_secret,
-                service_account,
-                overlay,
-                stages,
-                aliases,
-                mlflow_url: url.as_str().trim_end_matches('/').to_string(),
-                write_back: false,
-            },
+            mlflow,
+            deploy,
             kubeconfig: s.kubeconfig.clone(),
             concurrency: s.concurrency,
-            request_timeout,
+            request_timeout: Duration::from_secs(s.request_timeout),
             run_timeout: Duration::from_secs(s.run_timeout),
             warnings,
         })
     }
+}
+
+/// Where MLflow is and how to reach it: the URL (credentials in it move to basic auth), then
+/// MLflow's own client variables, as its Python client reads them.
+fn mlflow_config(s: &Settings, env: EnvLookup) -> Result<MlflowConfig> {
+    let raw_url = s
+        .mlflow_host
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| env("MLFLOW_TRACKING_URI"))
+        .context("no MLflow URL: set M2S_MLFLOW_HOST (or MLFLOW_TRACKING_URI, or --mlflow-host)")?;
+    let (url, url_auth) = parse_mlflow_url(raw_url.trim())?;
+    let auth = match (
+        env("MLFLOW_TRACKING_TOKEN"),
+        env("MLFLOW_TRACKING_USERNAME"),
+    ) {
+        (Some(token), _) => MlflowAuth::Bearer(token),
+        (None, Some(username)) => MlflowAuth::Basic {
+            username,
+            password: env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default(),
+        },
+        (None, None) => url_auth,
+    };
+    let insecure_tls = match env("MLFLOW_TRACKING_INSECURE_TLS").as_deref() {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+        Some(v) => bail!("MLFLOW_TRACKING_INSECURE_TLS must be true or false, not {v:?}"),
+    };
+    let server_cert = env("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from);
+    if insecure_tls && server_cert.is_some() {
+        bail!("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are mutually exclusive");
+    }
+    Ok(MlflowConfig {
+        url,
+        auth,
+        insecure_tls,
+        server_cert,
+        request_timeout: Duration::from_secs(s.request_timeout),
+        model_filter: optional(&s.model_filter),
+        concurrency: s.concurrency,
+    })
+}
+
+/// What to deploy and where: target, namespace, selection, and the settings every object gets.
+fn deploy_config(
+    s: &Settings,
+    env: EnvLookup,
+    url: &Url,
+    warnings: &mut Vec<String>,
+) -> Result<DeployConfig> {
+    let target = targets::by_id(s.target.trim()).with_context(|| {
+        format!(
+            "unknown target {:?} (M2S_TARGET, --target); known: {}",
+            s.target,
+            targets::ids().join(", ")
+        )
+    })?;
+    if env("M2S_SRC_NEURO_CLUSTER").is_some() {
+        bail!("M2S_SRC_NEURO_CLUSTER names a Neu.ro platform cluster, which means nothing to m2s: remove it; m2s reads models from M2S_MLFLOW_HOST and writes to the cluster of its kubeconfig (or its in-cluster ServiceAccount)");
+    }
+    let (namespace, namespace_var) = namespace(s, env)?;
+    if !is_dns1123_label(&namespace) {
+        bail!("namespace {namespace:?} ({namespace_var}) is not a valid Kubernetes namespace name");
+    }
+    let instance = s.instance.trim().to_string();
+    if !is_label_value(&instance) || instance.is_empty() {
+        bail!("instance {instance:?} (M2S_INSTANCE) is not a valid label value (letters, digits, '-', '_', '.', at most 63)");
+    }
+    let stages = parse_stages(&s.stages)?;
+    let aliases = parse_aliases(&s.aliases)?;
+    if stages.is_empty() && aliases == AliasSelection::Listed(vec![]) {
+        bail!("nothing to deploy: M2S_STAGES and M2S_ALIASES are both empty");
+    }
+    let storage_root = optional(&s.storage_root).map(|r| r.trim_end_matches('/').to_string());
+    if let Some(root) = &storage_root {
+        refuse_platform_uri(root, "storage").context("M2S_MLFLOW_STORAGE_ROOT")?;
+        crate::artifacts::check_storage_root(root, target)?;
+    }
+    let (default_image, image_var) = default_image(s, env, warnings)?;
+    if let Some(image) = &default_image {
+        refuse_platform_uri(image, "image")
+            .and_then(|()| validate_image_reference(image))
+            .with_context(|| format!("default image {image:?} ({image_var})"))?;
+    }
+    let image_tag = s.image_tag.trim().to_string();
+    if image_tag.is_empty() {
+        bail!("M2S_MLFLOW_DEPLOY_IMG_TAG must not be empty");
+    }
+    let registry_secret = object_name(&s.registry_secret, "M2S_REGISTRY_SECRET", "Secret")?;
+    let model_secret = object_name(&s.model_secret, "M2S_MODEL_SECRET", "Secret")?;
+    let service_account = object_name(&s.service_account, "M2S_SERVICE_ACCOUNT", "ServiceAccount")?;
+    for (var, set, setting) in [
+        (image_var, default_image.is_some(), Setting::Image),
+        (
+            "M2S_REGISTRY_SECRET",
+            registry_secret.is_some(),
+            Setting::RegistrySecret,
+        ),
+        (
+            "M2S_MODEL_SECRET",
+            model_secret.is_some(),
+            Setting::ModelSecret,
+        ),
+        (
+            "M2S_SERVICE_ACCOUNT",
+            service_account.is_some(),
+            Setting::ServiceAccount,
+        ),
+    ] {
+        if set {
+            refuse_without_counterpart(target, var, setting)?;
+        }
+    }
+    let overlay = match &s.overlay {
+        Some(path) if !path.as_os_str().is_empty() => Some(Overlay::load(path, target)?),
+        _ => None,
+    };
+    Ok(DeployConfig {
+        target,
+        namespace,
+        instance,
+        storage_root,
+        default_image,
+        image_tag,
+        registry_secret,
+        model_secret,
+        service_account,
+        overlay,
+        stages,
+        aliases,
+        mlflow_url: url.as_str().trim_end_matches('/').to_string(),
+        write_back: false,
+    })
+}
+
+/// An optional name of a Secret or ServiceAccount, checked against Kubernetes' name rules.
+fn object_name(value: &Option<String>, var: &str, kind: &str) -> Result<Option<String>> {
+    let name = optional(value);
+    if let Some(v) = &name {
+        if !is_dns1123_subdomain(v) {
+            bail!("{var} {v:?} is not a valid {kind} name");
+        }
+    }
+    Ok(name)
+}
+
+/// A platform setting the target's objects have no field for is refused, not ignored.
+fn refuse_without_counterpart(target: &dyn Target, var: &str, setting: Setting) -> Result<()> {
+    if target.fields().iter().any(|f| f.setting == setting) {
+        return Ok(());
+    }
+    bail!(
+        "{var} has no counterpart on target {} ({}){}",
+        target.id(),
+        target.resource().kind,
+        no_counterpart_hint(target.id(), setting)
+    )
 }
 
 /// The namespace: `--namespace`, else `M2S_NAMESPACE` or the old service's
@@ -472,292 +494,5 @@ fn is_dns1123_subdomain(v: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn settings() -> Settings {
-        Settings {
-            mlflow_host: Some("http://mlflow.example:5000".into()),
-            target: "seldon-v1".into(),
-            namespace: Some("models".into()),
-            image_tag: "deployment-image".into(),
-            stages: "Staging,Production".into(),
-            aliases: String::new(),
-            instance: "m2s".into(),
-            concurrency: 16,
-            request_timeout: 30,
-            run_timeout: 600,
-            ..Settings::default()
-        }
-    }
-
-    fn build(s: &Settings, env: &[(&str, &str)]) -> Result<Config> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_settings(s, &|k| env.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let c = build(&settings(), &[]).unwrap();
-        assert_eq!(c.deploy.stages, ["Staging", "Production"]);
-        assert_eq!(c.deploy.aliases, AliasSelection::Listed(vec![]));
-        assert_eq!(c.mlflow.url.as_str(), "http://mlflow.example:5000/");
-        assert_eq!(c.deploy.mlflow_url, "http://mlflow.example:5000");
-        assert_eq!(c.mlflow.auth, MlflowAuth::None);
-    }
-
-    #[test]
-    fn mlflow_tracking_uri_is_the_fallback() {
-        let mut s = settings();
-        s.mlflow_host = None;
-        let c = build(&s, &[("MLFLOW_TRACKING_URI", "https://ml.example/prefix")]).unwrap();
-        assert_eq!(c.mlflow.url.as_str(), "https://ml.example/prefix/");
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("M2S_MLFLOW_HOST"));
-    }
-
-    #[test]
-    fn bad_urls_are_rejected_without_leaking_credentials() {
-        let mut s = settings();
-        for bad in ["not a url", "ftp://x", "mlflow:5000", "http://user:s3cret@"] {
-            s.mlflow_host = Some(bad.into());
-            let err = format!("{:#}", build(&s, &[]).unwrap_err());
-            assert!(err.contains("MLflow URL"), "{bad}: {err}");
-            assert!(!err.contains("s3cret"), "{err}");
-        }
-    }
-
-    #[test]
-    fn credentials_in_the_url_move_to_basic_auth() {
-        let mut s = settings();
-        s.mlflow_host = Some("https://bob:s3cret@ml.example".into());
-        let c = build(&s, &[]).unwrap();
-        assert_eq!(c.mlflow.url.as_str(), "https://ml.example/");
-        assert_eq!(
-            c.mlflow.auth,
-            MlflowAuth::Basic {
-                username: "bob".into(),
-                password: "s3cret".into()
-            }
-        );
-        assert!(!format!("{c:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn token_wins_over_basic_auth_and_is_redacted() {
-        let c = build(
-            &settings(),
-            &[
-                ("MLFLOW_TRACKING_TOKEN", "tok-123"),
-                ("MLFLOW_TRACKING_USERNAME", "u"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.mlflow.auth, MlflowAuth::Bearer("tok-123".into()));
-        assert!(!format!("{c:?}").contains("tok-123"));
-    }
-
-    #[test]
-    fn stages_are_checked_and_normalised() {
-        let mut s = settings();
-        s.stages = "production, STAGING,Production".into();
-        assert_eq!(
-            build(&s, &[]).unwrap().deploy.stages,
-            ["Production", "Staging"]
-        );
-        s.stages = "Prod".into();
-        let err = build(&s, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("\"Prod\"") && err.contains("M2S_STAGES"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn aliases_star_means_all() {
-        let mut s = settings();
-        s.aliases = "*".into();
-        assert_eq!(build(&s, &[]).unwrap().deploy.aliases, AliasSelection::All);
-        s.aliases = "champion, challenger,champion".into();
-        assert_eq!(
-            build(&s, &[]).unwrap().deploy.aliases,
-            AliasSelection::Listed(vec!["champion".into(), "challenger".into()])
-        );
-        s.aliases = "*,champion".into();
-        assert!(build(&s, &[]).is_err());
-    }
-
-    #[test]
-    fn namespace_instance_and_secrets_are_validated() {
-        let mut s = settings();
-        s.namespace = Some(" ".into());
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("no namespace: set M2S_NAMESPACE"));
-        s.namespace = Some("Bad_NS".into());
-        assert!(build(&s, &[]).unwrap_err().to_string().contains("Bad_NS"));
-        let mut s = settings();
-        s.instance = "a b".into();
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("M2S_INSTANCE"));
-        let mut s = settings();
-        s.model_secret = Some("Not/A/Secret".into());
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("M2S_MODEL_SECRET"));
-        let mut s = settings();
-        s.default_image = Some("bad image".into());
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("M2S_SELDON_DEF_IMAGE"));
-    }
-
-    #[test]
-    fn namespace_has_a_new_name_and_keeps_the_old_one() {
-        let mut s = settings();
-        s.namespace = None;
-        let ns = |s: &Settings, env: &[(&str, &str)]| build(s, env).map(|c| c.deploy.namespace);
-        assert_eq!(ns(&s, &[("M2S_NAMESPACE", "a")]).unwrap(), "a");
-        assert_eq!(ns(&s, &[("M2S_SELDON_DEPLOYMENT_NS", "b")]).unwrap(), "b");
-        assert_eq!(
-            ns(
-                &s,
-                &[("M2S_NAMESPACE", "a"), ("M2S_SELDON_DEPLOYMENT_NS", "a")]
-            )
-            .unwrap(),
-            "a"
-        );
-        let err = ns(
-            &s,
-            &[("M2S_NAMESPACE", "a"), ("M2S_SELDON_DEPLOYMENT_NS", "b")],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("M2S_NAMESPACE (\"a\")")
-                && err.contains("M2S_SELDON_DEPLOYMENT_NS (\"b\")"),
-            "{err}"
-        );
-        let err = ns(&s, &[("M2S_SELDON_DEPLOYMENT_NS", "Bad_NS")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("(M2S_SELDON_DEPLOYMENT_NS)"), "{err}");
-        // The flag wins over both variables.
-        s.namespace = Some("flag".into());
-        assert_eq!(ns(&s, &[("M2S_NAMESPACE", "a")]).unwrap(), "flag");
-    }
-
-    #[test]
-    fn target_is_one_of_the_known_ones() {
-        let mut s = settings();
-        for id in ["seldon-v1", "kserve", "seldon-v2"] {
-            s.target = id.into();
-            assert_eq!(build(&s, &[]).unwrap().deploy.target.id(), id);
-        }
-        s.target = "seldon".into();
-        let err = build(&s, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("unknown target \"seldon\"") && err.contains("kserve"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn settings_without_a_counterpart_are_refused_naming_setting_and_target() {
-        type Set = fn(&mut Settings);
-        let cases: [(&str, Set); 5] = [
-            ("seldon-v2", |s| s.default_image = Some("x/y:1".into())),
-            ("seldon-v2", |s| s.registry_secret = Some("regcred".into())),
-            ("seldon-v2", |s| s.service_account = Some("sa".into())),
-            ("kserve", |s| s.model_secret = Some("creds".into())),
-            ("seldon-v2", |s| {
-                s.storage_root = Some("pvc://claim/mlruns".into())
-            }),
-        ];
-        for (target, set) in cases {
-            let mut s = settings();
-            s.target = target.into();
-            set(&mut s);
-            let err = build(&s, &[]).unwrap_err().to_string();
-            assert!(err.contains(target), "{target}: {err}");
-            assert!(err.contains("M2S_"), "{target}: {err}");
-        }
-        // The same settings where the target has them.
-        let mut s = settings();
-        s.target = "kserve".into();
-        s.service_account = Some("sa".into());
-        s.registry_secret = Some("regcred".into());
-        s.default_image = Some("x/y:1".into());
-        build(&s, &[]).unwrap();
-        let mut s = settings();
-        s.target = "seldon-v2".into();
-        s.model_secret = Some("creds".into());
-        s.storage_root = Some("s3://bucket/mlruns".into());
-        build(&s, &[]).unwrap();
-    }
-
-    #[test]
-    fn the_old_services_variables() {
-        // M2S_SELDON_NEURO_DEF_IMAGE: a deprecated alias, with a warning naming the new one.
-        let c = build(&settings(), &[("M2S_SELDON_NEURO_DEF_IMAGE", "x/server:1")]).unwrap();
-        assert_eq!(c.deploy.default_image.as_deref(), Some("x/server:1"));
-        assert!(
-            c.warnings[0].contains("use M2S_SELDON_DEF_IMAGE"),
-            "{:?}",
-            c.warnings
-        );
-        let mut s = settings();
-        s.default_image = Some("x/server:2".into());
-        assert!(build(&s, &[("M2S_SELDON_NEURO_DEF_IMAGE", "x/server:1")]).is_err());
-        // The platform's cluster and URIs mean nothing here.
-        let err = build(&settings(), &[("M2S_SRC_NEURO_CLUSTER", "neuro-compute")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("M2S_SRC_NEURO_CLUSTER") && err.contains("M2S_MLFLOW_HOST"),
-            "{err}"
-        );
-        let mut s = settings();
-        s.default_image = Some("image://cluster/org/proj/server:1".into());
-        let err = format!("{:#}", build(&s, &[]).unwrap_err());
-        assert!(err.contains("Neu.ro platform image: URI"), "{err}");
-        let mut s = settings();
-        s.storage_root = Some("storage://cluster/org/proj/mlruns".into());
-        let err = format!("{:#}", build(&s, &[]).unwrap_err());
-        assert!(
-            err.contains("Neu.ro platform storage: URI") && err.contains("s3://"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn nothing_to_deploy_is_an_error() {
-        let mut s = settings();
-        s.stages = String::new();
-        assert!(build(&s, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("nothing to deploy"));
-        s.aliases = "champion".into();
-        assert!(build(&s, &[]).is_ok());
-    }
-
-    #[test]
-    fn label_values() {
-        assert!(is_label_value("m2s"));
-        assert!(is_label_value("team_a.prod-1"));
-        assert!(!is_label_value("-x"));
-        assert!(!is_label_value(&"a".repeat(64)));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -7,21 +7,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use futures::StreamExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GetParams, GroupVersionKind, ListParams,
-    ObjectList, Patch, PatchParams, Preconditions, WatchEvent, WatchParams,
+    ObjectList, Patch, PatchParams, Preconditions,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ListMeta, Request, TypeMeta};
 use kube::{Client, Config, Resource};
 use serde::de::IgnoredAny;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::desired::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::plan::{is_subset, ActualObject, Change};
 use crate::targets::Resource as TargetResource;
+
+mod listed;
+mod watch;
+
+use listed::ListedPage;
+pub use listed::{Applied, Listed, Observed};
+pub use watch::Watched;
 
 pub const FIELD_MANAGER: &str = "m2s";
 const LIST_PAGE: u32 = 500;
@@ -372,75 +377,6 @@ impl Kube {
 }
 
 impl Kube {
-    /// One WATCH of this instance's objects after `resource_version`, for at most `secs`
-    /// seconds (kept below the request timeout, which bounds every read), each change handed
-    /// to `each` until it returns false. An empty `resource_version` starts with the current
-    /// state of every object. Returns the resourceVersion to watch on from, or `None` when the
-    /// server no longer has that version (410 Gone).
-    pub async fn watch_owned(
-        &self,
-        instance: &str,
-        resource_version: &str,
-        secs: u32,
-        mut each: impl FnMut(Watched) -> bool,
-    ) -> Result<Option<String>> {
-        let wp = WatchParams::default()
-            .labels(&owned_selector(instance))
-            .timeout(secs.max(1));
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let stream = self
-            .api
-            .watch(&wp, resource_version)
-            .await
-            .map_err(|e| self.explain(e, "watch", None))?;
-        futures::pin_mut!(stream);
-        let mut last = resource_version.to_string();
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(event) => event,
-                // The server ends a watch by closing it; a cut connection ends it the same way.
-                Err(e) => {
-                    log::debug!("watch ended: {e}");
-                    break;
-                }
-            };
-            match event {
-                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    let object = Applied::of(o);
-                    if let Some(rv) = &object.resource_version {
-                        last.clone_from(rv);
-                    }
-                    if !each(Watched::Changed { name, object }) {
-                        break;
-                    }
-                }
-                WatchEvent::Deleted(o) => {
-                    if let Some(rv) = &o.metadata.resource_version {
-                        last.clone_from(rv);
-                    }
-                    let name = o.metadata.name.unwrap_or_default();
-                    if !each(Watched::Deleted { name }) {
-                        break;
-                    }
-                }
-                WatchEvent::Bookmark(b) => last = b.metadata.resource_version,
-                WatchEvent::Error(status) if status.code == 410 => return Ok(None),
-                WatchEvent::Error(status) => {
-                    return Err(anyhow!(
-                        "watch {}s in namespace {} (Kubernetes API at {}): {} ({})",
-                        self.resource.kind,
-                        self.namespace,
-                        self.server,
-                        status.message,
-                        status.code
-                    ))
-                }
-            }
-        }
-        Ok(Some(last))
-    }
-
     /// The client, for the other resources of a run (Events).
     pub fn client(&self) -> Client {
         self.api.clone().into_client()
@@ -461,100 +397,4 @@ pub fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bo
         l.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
             && l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
     })
-}
-
-/// A listed object: the fields m2s reads, nothing else. `S` is its status, skipped unread
-/// (`IgnoredAny`) unless the caller asks for readiness: a plain sync never parses a status.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Listed<S = IgnoredAny> {
-    #[serde(default)]
-    metadata: ListedMeta,
-    #[serde(default)]
-    spec: Value,
-    #[serde(default)]
-    status: S,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListedMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-    #[serde(default)]
-    generation: Option<i64>,
-    #[serde(default)]
-    creation_timestamp: Option<String>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(bound = "S: Deserialize<'de> + Default")]
-struct ListedPage<S> {
-    #[serde(default)]
-    metadata: ListedPageMeta,
-    #[serde(default = "Vec::new")]
-    items: Vec<Listed<S>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ListedPageMeta {
-    #[serde(default, rename = "continue")]
-    continue_: Option<String>,
-}
-
-/// What the status listing adds to an object: its generation, when it was created, its status.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub generation: Option<i64>,
-    pub created: Option<String>,
-    pub status: Value,
-}
-
-/// An object as a write or a read returned it, reduced to what waiting and Events need.
-#[derive(Debug, Clone, Default)]
-pub struct Applied {
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
-    pub generation: Option<i64>,
-    pub status: Value,
-}
-
-impl Applied {
-    fn of(o: DynamicObject) -> Applied {
-        let mut data = o.data;
-        Applied {
-            uid: o.metadata.uid,
-            resource_version: o.metadata.resource_version,
-            generation: o.metadata.generation,
-            status: data.get_mut("status").map(Value::take).unwrap_or_default(),
-        }
-    }
-}
-
-/// One change a watch reported about an object of this instance.
-#[derive(Debug, Clone)]
-pub enum Watched {
-    Changed { name: String, object: Applied },
-    Deleted { name: String },
-}
-
-impl<S> From<Listed<S>> for ActualObject {
-    fn from(o: Listed<S>) -> ActualObject {
-        let meta = o.metadata;
-        ActualObject {
-            name: meta.name.unwrap_or_default(),
-            uid: meta.uid,
-            resource_version: meta.resource_version,
-            labels: meta.labels.unwrap_or_default(),
-            annotations: meta.annotations.unwrap_or_default(),
-            spec: o.spec,
-        }
-    }
 }

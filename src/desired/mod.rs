@@ -1,20 +1,22 @@
 //! Registry → the objects that should exist. Pure: no IO.
 //!
 //! [`RegistryBuilder`] turns search pages into [`Entry`]s one page at a time (a large registry is
-//! never held whole); [`render`] builds the object of one entry through the configured target.
+//! never held whole); [`render`](render()) builds the object of one entry through the configured
+//! target.
+
+mod render;
+
+pub use render::{content_hash, render, Desired};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
-
-use crate::artifacts::{model_uri, ArtifactLocation};
+use crate::artifacts::ArtifactLocation;
 use crate::config::DeployConfig;
 use crate::image::validate_image_reference;
 use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag, VersionRef};
-use crate::settings::{self, ServingSettings};
-use crate::targets::{apply_settings, setting_values, Setting};
+use crate::settings;
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "m2s";
@@ -428,162 +430,6 @@ pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option
     })
 }
 
-/// An object m2s wants, with what it was made from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Desired {
-    pub model_uri: String,
-    /// The whole object as applied (server-side apply body).
-    pub object: Value,
-}
-
-impl Desired {
-    pub fn annotations(&self) -> &Map<String, Value> {
-        self.object["metadata"]["annotations"]
-            .as_object()
-            .expect("rendered with annotations")
-    }
-}
-
-/// Where a setting came from, for messages.
-fn origin(entry: &Entry, setting: Setting, cfg: &DeployConfig) -> String {
-    let tag = |t: &str| format!("tag {t}");
-    match setting {
-        Setting::Image if entry.model.image_from_tag => format!("tag {:?}", cfg.image_tag),
-        Setting::Image => "M2S_SELDON_DEF_IMAGE".into(),
-        Setting::RegistrySecret => "M2S_REGISTRY_SECRET".into(),
-        Setting::ModelSecret => "M2S_MODEL_SECRET".into(),
-        Setting::ServiceAccount => "M2S_SERVICE_ACCOUNT".into(),
-        Setting::Replicas => tag(settings::TAG_REPLICAS),
-        Setting::MinReplicas => tag(settings::TAG_MIN_REPLICAS),
-        Setting::MaxReplicas => tag(settings::TAG_MAX_REPLICAS),
-        Setting::Cpu => tag(settings::TAG_CPU),
-        Setting::Memory => tag(settings::TAG_MEMORY),
-        Setting::Gpu => tag(settings::TAG_GPU),
-    }
-}
-
-/// Builds the object for `entry` whose files are at `location`, with the version's `m2s.*`
-/// tags `version_tags`: the target's base spec, then the overlay, then the per-model settings,
-/// then m2s's labels and annotations. An error is a problem of this entry only.
-pub fn render(
-    entry: &Entry,
-    location: &ArtifactLocation,
-    version_tags: &[Tag],
-    cfg: &DeployConfig,
-) -> Result<Desired, String> {
-    let target = cfg.target;
-    let uri =
-        model_uri(location, cfg.storage_root.as_deref(), target).map_err(|e| format!("{e:#}"))?;
-    let settings: ServingSettings = settings::from_tags(
-        &entry.model.name,
-        &entry.version.version,
-        &entry.model.tags,
-        version_tags,
-    )?;
-    let labels = json!({ LABEL_MANAGED_BY: MANAGED_BY, LABEL_INSTANCE: cfg.instance });
-    let mut object = json!({
-        "metadata": { "labels": labels, "annotations": {} },
-        "spec": target.base_spec(&uri),
-    });
-    if let Some(overlay) = &cfg.overlay {
-        overlay.apply(&mut object);
-    }
-    let values = setting_values(&settings, entry.model.image.as_deref(), cfg);
-    apply_settings(target, &mut object, &values, |s| origin(entry, s, cfg))?;
-    target.finish(&mut object, &settings)?;
-
-    let mut annotations = BTreeMap::new();
-    annotations.insert(ANN_MODEL_NAME, entry.model.name.clone());
-    annotations.insert(ANN_MODEL_VERSION, entry.version.version.to_string());
-    annotations.insert(
-        entry.selector.annotation(),
-        entry.selector.value().to_string(),
-    );
-    annotations.insert(ANN_MODEL_URI, uri.clone());
-    annotations.insert(ANN_MLFLOW_URL, cfg.mlflow_url.clone());
-    annotations.insert(ANN_ARTIFACT_LOCATION, location.uri.clone());
-    if let Some(run_id) = location
-        .run_id
-        .as_deref()
-        .or(entry.version.run_id.as_deref())
-        .filter(|r| !r.is_empty())
-    {
-        annotations.insert(ANN_RUN_ID, run_id.to_string());
-    }
-    if let Some(exp) = &location.experiment_id {
-        annotations.insert(ANN_EXPERIMENT_ID, exp.clone());
-    }
-    if let Some(created) = entry.model.created {
-        annotations.insert(ANN_MODEL_CREATED, created.to_string());
-    }
-    if let Some(source) = &entry.version.source {
-        annotations.insert(ANN_SOURCE, source.to_string());
-    }
-    if !version_tags.is_empty() {
-        let tags: BTreeMap<&str, &str> = version_tags
-            .iter()
-            .map(|t| (t.key.as_str(), t.value.as_str()))
-            .collect();
-        annotations.insert(ANN_VERSION_TAGS, json!(tags).to_string());
-    }
-    if let Some(overlay) = &cfg.overlay {
-        annotations.insert(ANN_OVERLAY_HASH, overlay.hash().to_string());
-    }
-    let metadata = object["metadata"].as_object_mut().expect("metadata");
-    let labels = metadata.remove("labels").unwrap_or_default();
-    let mut all_annotations = metadata
-        .remove("annotations")
-        .and_then(|a| a.as_object().cloned())
-        .unwrap_or_default();
-    // The hash of everything m2s sets tells a later run whether m2s itself would now write
-    // something else, including fields it would drop (which a subset comparison cannot see).
-    // Without an overlay it is exactly the hash of the objects the old releases wrote.
-    let spec = object["spec"].take();
-    let hashed_annotations = if all_annotations.is_empty() {
-        json!(annotations)
-    } else {
-        let mut all = all_annotations.clone();
-        all.extend(annotations.iter().map(|(k, v)| (k.to_string(), json!(v))));
-        Value::Object(all)
-    };
-    let hash =
-        content_hash(&json!({ "labels": labels, "annotations": hashed_annotations, "spec": spec }));
-    annotations.insert(ANN_SPEC_HASH, hash);
-    all_annotations.extend(
-        annotations
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), json!(v))),
-    );
-    let resource = target.resource();
-    let object = json!({
-        "apiVersion": resource.api_version(),
-        "kind": resource.kind,
-        "metadata": {
-            "name": &*entry.name,
-            "namespace": cfg.namespace,
-            "labels": labels,
-            "annotations": all_annotations,
-        },
-        "spec": spec,
-    });
-    target.admit(&entry.name, &object)?;
-    Ok(Desired {
-        model_uri: uri,
-        object,
-    })
-}
-
-/// FNV-1a (64 bit) of the canonical JSON (serde_json maps are sorted), as 16 hex characters.
-pub fn content_hash(v: &Value) -> String {
-    let text = v.to_string();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Names of the entries in a list, for messages ("a, b, c and 7 more").
 pub fn first_names<'n>(names: impl Iterator<Item = &'n str>, total: usize, show: usize) -> String {
     let shown: Vec<&str> = names.take(show).collect();
@@ -601,5 +447,4 @@ pub fn first_names<'n>(names: impl Iterator<Item = &'n str>, total: usize, show:
 }
 
 #[cfg(test)]
-#[path = "desired_tests.rs"]
 mod tests;

@@ -3,7 +3,7 @@ use crate::artifacts::ArtifactLocation;
 use crate::config::AliasSelection;
 use crate::desired::RegistryBuilder;
 use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn cfg() -> DeployConfig {
     DeployConfig {

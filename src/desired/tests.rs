@@ -2,6 +2,7 @@ use super::*;
 use crate::config::AliasSelection;
 use crate::mlflow::{AliasRef, RegisteredModel};
 use crate::overlay::Overlay;
+use serde_json::{json, Value};
 
 pub(crate) fn cfg() -> DeployConfig {
     DeployConfig {

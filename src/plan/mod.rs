@@ -1,0 +1,300 @@
+//! Registry entries + the objects in the cluster → the changes to make. Pure: no IO.
+//!
+//! Listed objects are compared as they stream in ([`Observer`]): each is reduced at once to
+//! what the plan needs (a verdict, or the few fields a reason names), so a run never holds the
+//! cluster's objects or the rendered bodies. [`compute`] then plans every entry and object.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::config::DeployConfig;
+use crate::desired::{first_names, render, Entry, EntryError, Registry, Selector};
+use crate::mlflow::{EntryResult, Resolved};
+
+mod observe;
+#[cfg(test)]
+mod tests;
+
+use observe::reasons;
+pub use observe::{
+    is_subset, ActualObject, Before, Differing, Found, ObjectRef, Observer, StaleObject, Verdict,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Delete => '-',
+        }
+    }
+}
+
+/// One change. Create and update render their body again when applied (from `entry` and
+/// `resolved`), so a plan of thousands of objects never holds their bodies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub name: Arc<str>,
+    /// Index of the entry in the registry (create, update).
+    pub entry: Option<usize>,
+    /// The listed object (update, delete): preconditions and what it served.
+    pub object: Option<Box<ObjectRef>>,
+    /// Where the files are (create, update).
+    pub resolved: Option<Box<Resolved>>,
+    pub reason: Cow<'static, str>,
+}
+
+impl Change {
+    pub fn entry<'r>(&self, registry: &'r Registry) -> Option<&'r Entry> {
+        self.entry.map(|i| &registry.entries[i])
+    }
+    pub fn model<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.model.name),
+            None => self.object.as_ref()?.model.as_deref(),
+        }
+    }
+    pub fn version<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.version.version),
+            None => self.object.as_ref()?.version.as_deref(),
+        }
+    }
+    /// The version an update moves away from.
+    pub fn previous_version(&self) -> Option<&str> {
+        match self.action {
+            Action::Update => self.object.as_ref()?.version.as_deref(),
+            _ => None,
+        }
+    }
+    pub fn selector<'r>(&'r self, registry: &'r Registry) -> Option<&'r Selector> {
+        match self.entry(registry) {
+            Some(e) => Some(&e.selector),
+            None => self.object.as_ref()?.selector.as_ref(),
+        }
+    }
+    /// The model URI the object gets (create, update).
+    pub fn model_uri(&self, cfg: &DeployConfig) -> Option<String> {
+        let r = self.resolved.as_ref()?;
+        crate::artifacts::model_uri(&r.location, cfg.storage_root.as_deref(), cfg.target).ok()
+    }
+    pub fn uid(&self) -> Option<&str> {
+        self.object.as_ref()?.uid.as_deref()
+    }
+    pub fn resource_version(&self) -> Option<&str> {
+        self.object.as_ref()?.resource_version.as_deref()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// Sorted by name.
+    pub changes: Vec<Change>,
+    /// Managed objects already as desired, as indices of their registry entries (a large
+    /// registry's no-op run keeps no copy of the names).
+    pub unchanged: Vec<usize>,
+    /// Entries that cannot be served as asked; their objects are left as they are.
+    pub errors: Vec<EntryError>,
+    /// Managed objects found in the cluster.
+    pub managed: usize,
+    /// UIDs of the objects left as they are because their entry cannot be deployed.
+    pub held: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Names of the managed objects already as desired.
+    pub fn unchanged_names<'r>(
+        &self,
+        registry: &'r Registry,
+    ) -> impl Iterator<Item = &'r str> + use<'_, 'r> {
+        self.unchanged.iter().map(|&i| &*registry.entries[i].name)
+    }
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Plans every entry and unwanted object. `resolved` has, for each entry in
+/// [`Observer::to_resolve`]'s order, where its files are (or why that is unknown).
+pub fn compute(
+    registry: &Registry,
+    observer: Observer,
+    resolved: Vec<EntryResult<Box<Resolved>>>,
+    cfg: &DeployConfig,
+) -> Plan {
+    let mut plan = Plan {
+        errors: registry.errors.clone(),
+        managed: observer.managed,
+        held: observer.held,
+        ..Plan::default()
+    };
+    let mut resolved = resolved.into_iter();
+    for (i, found) in observer.found.into_iter().enumerate() {
+        let entry = &registry.entries[i];
+        let error = |message: String| EntryError::of(entry, message);
+        match found {
+            Found::InSync => plan.unchanged.push(i),
+            Found::Held(message) => plan.errors.push(error(message)),
+            Found::Differs(d) => {
+                let Differing {
+                    object,
+                    resolved: r,
+                    reasons,
+                } = *d;
+                plan.changes.push(Change {
+                    action: Action::Update,
+                    name: entry.name.clone(),
+                    entry: Some(i),
+                    object: Some(Box::new(object)),
+                    resolved: Some(Box::new(r)),
+                    reason: reasons.join(", ").into(),
+                });
+            }
+            Found::Absent | Found::Stale(_) => {
+                let r = resolved
+                    .next()
+                    .expect("one resolution per entry to resolve");
+                match create_or_restore(i, entry, found, r, cfg) {
+                    Ok(change) => plan.changes.push(change),
+                    Err(message) => plan.errors.push(error(message)),
+                }
+            }
+        }
+    }
+    for object in observer.unwanted {
+        plan.changes.push(Change {
+            action: Action::Delete,
+            name: object.name.as_str().into(),
+            entry: None,
+            reason: delete_reason(&object, cfg, registry).into(),
+            object: Some(Box::new(object)),
+            resolved: None,
+        });
+    }
+    plan.changes
+        .sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
+    plan.errors
+        .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
+    plan
+}
+
+/// The change for an entry whose object is missing or was changed outside m2s. The location of
+/// its files has been looked up by now, so its body is rendered here, once, to name the reasons.
+fn create_or_restore(
+    index: usize,
+    entry: &Entry,
+    found: Found,
+    resolved: EntryResult<Box<Resolved>>,
+    cfg: &DeployConfig,
+) -> Result<Change, String> {
+    let r = resolved?;
+    let d = render(entry, &r.location, &r.version_tags, cfg)?;
+    let (action, object, reason) = match found {
+        Found::Stale(stale) => {
+            let mut why = reasons(&d, &stale.before, cfg);
+            if why.is_empty() {
+                why.push("changed outside m2s; restoring".into());
+            }
+            (Action::Update, Some(stale.object), why.join(", ").into())
+        }
+        _ => (Action::Create, None, Cow::Borrowed("new deployment")),
+    };
+    Ok(Change {
+        action,
+        name: entry.name.clone(),
+        entry: Some(index),
+        object: object.map(Box::new),
+        resolved: Some(r),
+        reason,
+    })
+}
+
+fn delete_reason(o: &ObjectRef, cfg: &DeployConfig, registry: &Registry) -> String {
+    match (o.model.as_deref(), &o.selector) {
+        (Some(m), _) if !registry.has_model(m) => {
+            format!("registered model {m:?} is gone from the registry (deleted, or outside the model filter)")
+        }
+        (Some(m), Some(Selector::Stage(s))) => {
+            if cfg.stages.iter().any(|c| c == s) {
+                format!("model {m:?} has no version in stage {s} any more")
+            } else {
+                format!("stage {s} is no longer deployed (M2S_STAGES)")
+            }
+        }
+        (Some(m), Some(Selector::Alias(al))) => {
+            if cfg.aliases.includes(al) {
+                format!("alias {al:?} was removed from model {m:?}")
+            } else {
+                format!("alias {al:?} is no longer deployed (M2S_ALIASES)")
+            }
+        }
+        _ => "no registry entry wants this deployment".to_string(),
+    }
+}
+
+/// Refuses plans that delete everything m2s manages (an empty or unreadable registry looks
+/// the same) or more than `max_deletes` objects. The refusal says what the registry does ask
+/// for: after a rename it asks for other objects, not for none.
+pub fn check_deletion_guard(
+    plan: &Plan,
+    cfg: &DeployConfig,
+    allow_delete_all: bool,
+    max_deletes: Option<usize>,
+) -> Result<()> {
+    let deletes = plan.count(Action::Delete);
+    let namespace = &cfg.namespace;
+    let resource = cfg.target.resource();
+    if plan.managed > 0 && deletes == plan.managed && !allow_delete_all {
+        let wanted: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Create)
+            .map(|c| &*c.name)
+            .chain(plan.errors.iter().map(|e| e.name.as_str()))
+            .collect();
+        let asks = if wanted.is_empty() {
+            "the registry asks for none of them and for nothing else, which is also what an empty or wrongly filtered registry looks like".to_string()
+        } else {
+            format!(
+                "the registry asks for none of them but for {} other{} ({}), which is also what a renamed model or a wrongly filtered registry looks like",
+                wanted.len(),
+                if wanted.len() == 1 { "" } else { "s" },
+                first_names(wanted.iter().copied(), wanted.len(), 3)
+            )
+        };
+        let all = if deletes == 1 {
+            format!("the only {} m2s manages", resource.kind)
+        } else {
+            format!("all {} m2s manages", resource.count(deletes))
+        };
+        bail!(
+            "refusing to delete {all} in namespace {namespace:?}: {asks}; \
+             run with --allow-delete-all (M2S_ALLOW_DELETE_ALL=true) if this is intended"
+        );
+    }
+    if let Some(max) = max_deletes {
+        if deletes > max {
+            bail!(
+                "refusing to delete {} in namespace {namespace:?}: more than --max-deletes {max}",
+                resource.count(deletes)
+            );
+        }
+    }
+    Ok(())
+}
