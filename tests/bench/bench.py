@@ -421,11 +421,14 @@ class Bench:
         self.audit = Audit(self.env["M2S_SANDBOX_AUDIT_LOG"])
         self.ml = Mlflow(self.mlflow_url)
         self.ns_counter = 0
-        self.run_id = f"{os.getpid() % 0xffff:x}{int(time.time()) % 0xffffff:x}"
+        # Short: KServe's predictor host label (<name>-predictor-<namespace>) must fit in 63
+        # characters, and m2s refuses an entry whose would not; the longest bench name is
+        # m2sbench1x9-b-0599-production (29).
+        self.run_id = f"{int(time.time()) % 0xffffff:06x}"
 
     def namespace(self, what):
         self.ns_counter += 1
-        ns = f"bench-{what}-{self.run_id}-{self.ns_counter}"
+        ns = f"b-{what}-{self.run_id}-{self.ns_counter}"
         subprocess.run([self.kubectl, "--kubeconfig", self.kubeconfig, "create", "namespace", ns],
                        check=True, stdout=subprocess.DEVNULL)
         return ns
@@ -818,13 +821,17 @@ def report(res):
                             ratio[n]["events_ssa"] <= 1.5, f"{ratio[n]['events_ssa']:.2f}x"))
     targets.append(("cold >= 50x faster than kubectl baseline", base_cold >= 50,
                     f"{base_cold:.0f}x"))
+    # Linear time, with the 20% slack issue 14 allows (10x the models: <= 12x the time); the
+    # same bound for the plain bench's doubling, whose runs are short and noisy.
+    limit = factor * 1.2
+    targets += [
+        (f"{factor:g}x the models costs <= {limit:g}x the no-op time", noop_growth <= limit,
+         f"x{noop_growth:.2f} (raw read floor x{floor_growth:.2f})"),
+        (f"{factor:g}x the models costs <= {limit:g}x the cold time", cold_growth <= limit,
+         f"x{cold_growth:.2f}"),
+    ]
     if res["scale"]:
-        limit = factor * 1.2
         targets += [
-            (f"{factor:g}x the models costs <= {limit:g}x the no-op time", noop_growth <= limit,
-             f"x{noop_growth:.2f} (raw read floor x{floor_growth:.2f})"),
-            (f"{factor:g}x the models costs <= {limit:g}x the cold time", cold_growth <= limit,
-             f"x{cold_growth:.2f}"),
             (f"peak RSS at {big['objects']} objects <= 48 MB (no-op and cold)",
              max(rss_noop[big_n], rss_cold[big_n]) <= 48,
              f"no-op {rss_noop[big_n]:.1f} MB, cold {rss_cold[big_n]:.1f} MB"),
@@ -834,10 +841,6 @@ def report(res):
         ]
     else:
         targets += [
-            ("doubling the registry at most doubles no-op time", noop_growth <= 2,
-             f"x{noop_growth:.3f} (raw read floor x{floor_growth:.2f})"),
-            ("doubling the registry at most doubles cold time", cold_growth <= 2,
-             f"x{cold_growth:.2f}"),
             ("peak RSS of m2s sync at 1,200 models < 40 MB", rss_noop[big_n] < 40
              and rss_cold[big_n] < 40,
              f"no-op {rss_noop[big_n]:.1f} MB, cold {rss_cold[big_n]:.1f} MB"),
