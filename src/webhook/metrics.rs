@@ -9,12 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::event::EVENT_LABELS;
 use crate::engine::Requests;
 
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 6] = [
     "missing_header",
     "bad_signature",
     "stale_timestamp",
     "body_too_large",
     "malformed",
+    "timeout",
 ];
 pub const IGNORE_REASONS: [&str; 4] = [
     "duplicate",
@@ -168,7 +169,7 @@ impl Metrics {
         self.with(|v| {
             let mut out = String::new();
             counter(&mut out, "m2s_webhook_events_received_total", "Verified webhook deliveries, by event (entity.action).", "event", &v.received);
-            counter(&mut out, "m2s_webhook_events_rejected_total", "Requests refused (401, 413, 400) and not acted on, by reason.", "reason", &v.rejected);
+            counter(&mut out, "m2s_webhook_events_rejected_total", "Requests refused (401, 413, 400, 408) and not acted on, by reason.", "reason", &v.rejected);
             counter(&mut out, "m2s_webhook_events_ignored_total", "Verified deliveries acknowledged without a sync, by reason.", "reason", &v.ignored);
             let _ = writeln!(out, "# HELP m2s_syncs_total Syncs finished, by kind (full, model) and result.\n# TYPE m2s_syncs_total counter");
             for ((kind, result), n) in &v.syncs {

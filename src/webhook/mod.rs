@@ -5,6 +5,7 @@
 //! conventions; SIGTERM stops accepting, lets the sync in progress finish and exits 0.
 
 pub mod event;
+mod http;
 pub mod metrics;
 pub mod queue;
 mod register;
@@ -29,6 +30,7 @@ use crate::config::{Config, DeployConfig, EnvLookup};
 use crate::engine;
 use crate::sync::SyncOptions;
 use event::{decide, Decision};
+use http::Deadlines;
 use metrics::Metrics;
 use queue::{Queued, Scheduler};
 use verify::{Delivery, RecentDeliveries, Verifier};
@@ -187,14 +189,16 @@ async fn metrics(State(r): State<Arc<Receiver>>) -> Response {
         .into_response()
 }
 
-fn router(receiver: Arc<Receiver>) -> Router {
-    Router::new()
+fn router(receiver: Arc<Receiver>, deadlines: Deadlines) -> Router {
+    let counters = receiver.metrics.clone();
+    let app = Router::new()
         .route("/webhook", post(receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(receiver)
+        .with_state(receiver);
+    http::with_request_deadline(app, deadlines.request, counters)
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -271,11 +275,13 @@ pub fn serve(config: Config, args: &ServeArgs, secret: String) -> Result<()> {
         .name("m2s-sync".into())
         .spawn(move || worker.run())
         .context("starting the sync thread")?;
-    let served = runtime.block_on(async {
-        axum::serve(listener, router(receiver))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    let deadlines = Deadlines::default();
+    runtime.block_on(http::serve(
+        listener,
+        router(receiver, deadlines),
+        deadlines,
+        shutdown_signal(),
+    ));
     let dropped = scheduler.stop();
     if dropped > 0 {
         log::info!(models = dropped; "queued model syncs not started; the next full sync covers them");
@@ -284,7 +290,6 @@ pub fn serve(config: Config, args: &ServeArgs, secret: String) -> Result<()> {
         bail!("the sync thread panicked");
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
-    served.context("serving HTTP")?;
     log::info!("stopped");
     Ok(())
 }

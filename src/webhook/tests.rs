@@ -16,6 +16,10 @@ struct Running {
 }
 
 fn start() -> Running {
+    start_with(Deadlines::default())
+}
+
+fn start_with(deadlines: Deadlines) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let scheduler = Arc::new(Scheduler::new(Duration::from_secs(3600)));
     // The start-up full sync is taken, so that the queue holds only what events add.
@@ -35,7 +39,7 @@ fn start() -> Running {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", std_listener.local_addr().unwrap());
-    let app = router(receiver.clone());
+    let app = router(receiver.clone(), deadlines);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -43,7 +47,7 @@ fn start() -> Running {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
+            http::serve(listener, app, deadlines, std::future::pending()).await;
         });
     });
     Running {
@@ -223,4 +227,63 @@ fn the_secret_comes_from_the_environment_only() {
     assert!(err.contains("M2S_WEBHOOK_SECRET"), "{err}");
     assert!(secret_from_env(&|_| Some("  ".into())).is_err());
     assert_eq!(secret_from_env(&|_| Some("s".into())).unwrap(), "s");
+}
+
+/// A raw connection to the receiver, for requests no HTTP client would send.
+fn raw(url: &str) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_nothing_is_done() {
+    use std::io::{Read, Write};
+    let r = start_with(Deadlines {
+        headers: Duration::from_millis(500),
+        request: Duration::from_millis(500),
+    });
+    // Headers that never end: the connection is closed, without an answer.
+    let mut stream = raw(&r.url);
+    stream
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: m2s\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connection held {:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&answer).contains(" 202 "));
+    // A signed delivery whose body stops short: 408, and nothing queued.
+    let body = alias_event("iris", "champion");
+    let now = unix_now().to_string();
+    let sig = Verifier::new(SECRET).sign("slow", &now, &body);
+    let mut stream = raw(&r.url);
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: m2s\r\nContent-Type: application/json\r\n\
+         X-MLflow-Delivery-Id: slow\r\nX-MLflow-Timestamp: {now}\r\n\
+         X-MLflow-Signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    let mut answer = [0u8; 64];
+    let n = stream.read(&mut answer).unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert_eq!(r.receiver.scheduler.waiting(), 0);
+    assert_eq!(
+        r.metric("m2s_webhook_events_rejected_total{reason=\"timeout\"}"),
+        1
+    );
+    // The same delivery sent whole and in time is accepted: the cut one was not remembered.
+    assert_eq!(r.signed(body, "slow", unix_now(), SECRET), 202);
 }
