@@ -9,7 +9,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use serde_json::json;
 
+use crate::desired::content_hash;
 use crate::k8s::Kube;
 use crate::targets::Resource;
 
@@ -113,12 +115,21 @@ impl Recorder {
 
     /// The Event for `note`, as the API server takes it.
     pub fn event(&self, note: &Note, now: Timestamp) -> Event {
-        // Event names must be unique: the object's name and the time, as client-go does.
-        let name = format!(
-            "{}.{:x}",
-            note.name,
-            now.as_nanosecond().unsigned_abs() as u64
-        );
+        let name = if note.reason.warning() {
+            // A warning is named by what it says about which object: the next run that finds
+            // the same problem gets 409 AlreadyExists instead of adding one more Event every
+            // run (every minute, from a CronJob). It is recorded again once the API server
+            // has expired it (--event-ttl, 1 h by default) or when its words change.
+            let said = json!([note.reason.as_str(), note.uid, note.note]);
+            format!("{}.{}", note.name, content_hash(&said))
+        } else {
+            // Each change is its own Event: the object's name and the time, as client-go does.
+            format!(
+                "{}.{:x}",
+                note.name,
+                now.as_nanosecond().unsigned_abs() as u64
+            )
+        };
         Event {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -162,6 +173,14 @@ impl Recorder {
         let Err(e) = api.create(&PostParams::default(), &event).await else {
             return;
         };
+        if note.reason.warning() && matches!(&e, kube::Error::Api(s) if s.code == 409) {
+            log::debug!(
+                "{} Event about {} already recorded (the same warning, within the Event TTL)",
+                note.reason.as_str(),
+                note.name
+            );
+            return;
+        }
         let forbidden = matches!(&e, kube::Error::Api(s) if s.code == 403);
         if forbidden && !self.denied.swap(true, Ordering::Relaxed) {
             log::warn!(
@@ -233,6 +252,51 @@ mod tests {
         let v = serde_json::to_value(r.event(&failed, now)).unwrap();
         assert_eq!(v["type"], "Warning");
         assert!(v["note"].as_str().unwrap().len() <= NOTE_LIMIT);
+    }
+
+    #[test]
+    fn a_warning_repeated_has_one_name_a_change_one_per_time() {
+        let resource = crate::targets::by_id("seldon-v1").unwrap().resource();
+        let r = Recorder::with(None, resource, "models", "m2s");
+        let (t1, t2): (Timestamp, Timestamp) = (
+            "2026-03-01T12:00:00Z".parse().unwrap(),
+            "2026-03-01T12:01:00Z".parse().unwrap(),
+        );
+        let name = |note: &Note, t| r.event(note, t).metadata.name.unwrap();
+        let held = Note {
+            reason: Reason::NotDeployable,
+            action: "Sync",
+            name: "iris-production",
+            uid: Some("u-1"),
+            note: "tag m2s.memory=\"lots\" …".into(),
+        };
+        assert_eq!(name(&held, t1), name(&held, t2), "the next run's warning");
+        assert!(name(&held, t1).starts_with("iris-production."));
+        let other_words = Note {
+            note: "tag m2s.cpu=\"x\" …".into(),
+            ..held.clone()
+        };
+        assert_ne!(name(&held, t1), name(&other_words, t1));
+        let failed = Note {
+            reason: Reason::ApplyFailed,
+            ..held.clone()
+        };
+        assert_ne!(name(&held, t1), name(&failed, t1));
+        let recreated = Note {
+            uid: Some("u-2"),
+            ..held.clone()
+        };
+        assert_ne!(name(&held, t1), name(&recreated, t1));
+        let created = Note {
+            reason: Reason::Created,
+            action: "Create",
+            ..held
+        };
+        assert_ne!(
+            name(&created, t1),
+            name(&created, t2),
+            "each change is an Event"
+        );
     }
 
     #[test]

@@ -100,6 +100,13 @@ fn an_event_for_each_kind_of_change() {
     let e = one_event(&events, &d.deployment(&m4), "ApplyFailed");
     assert_eq!(e["type"], "Warning");
     assert!(e["message"].as_str().unwrap().contains("Too long"), "{e:#}");
+    // The next run (a CronJob's, a minute later) finds the same problems: no second Warning
+    // about either object, however often it runs.
+    let r = run(d.m2s().arg("sync"));
+    assert_eq!(r.code, 1, "{}", r.all());
+    let events = sb.events(ns);
+    one_event(&events, &d.deployment(m2), "NotDeployable");
+    one_event(&events, &d.deployment(&m4), "ApplyFailed");
 
     // kubectl describe shows what m2s did and why.
     let described = sb.kubectl_ok(&["-n", ns, "describe", "seldondeployment", &d.deployment(m0)]);
