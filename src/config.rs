@@ -313,7 +313,7 @@ fn refuse_without_counterpart(target: &dyn Target, var: &str, setting: Setting) 
         "{var} has no counterpart on target {} ({}){}",
         target.id(),
         target.resource().kind,
-        no_counterpart_hint(target.id(), setting)
+        target.no_counterpart_hint(setting)
     )
 }
 
@@ -362,17 +362,6 @@ fn default_image(
             Ok((Some(o), "M2S_SELDON_NEURO_DEF_IMAGE"))
         }
         (None, None) => Ok((None, "M2S_SELDON_DEF_IMAGE")),
-    }
-}
-
-/// Why a target has no place for a setting, and what to do instead.
-fn no_counterpart_hint(target: &str, setting: Setting) -> &'static str {
-    match (target, setting) {
-        ("seldon-v2", Setting::Image) => ": a Model runs on a Seldon Server, whose image is the Server's; unset it",
-        ("seldon-v2", Setting::RegistrySecret) => ": image pull secrets belong to the Seldon Server; unset it",
-        ("seldon-v2", Setting::ServiceAccount) => ": a Model has no pods of its own; unset it",
-        ("kserve", Setting::ModelSecret) => ": KServe reads storage credentials through the predictor's ServiceAccount; set M2S_SERVICE_ACCOUNT instead",
-        _ => "",
     }
 }
 

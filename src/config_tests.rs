@@ -200,22 +200,42 @@ fn target_is_one_of_the_known_ones() {
 #[test]
 fn settings_without_a_counterpart_are_refused_naming_setting_and_target() {
     type Set = fn(&mut Settings);
-    let cases: [(&str, Set); 5] = [
-        ("seldon-v2", |s| s.default_image = Some("x/y:1".into())),
-        ("seldon-v2", |s| s.registry_secret = Some("regcred".into())),
-        ("seldon-v2", |s| s.service_account = Some("sa".into())),
-        ("kserve", |s| s.model_secret = Some("creds".into())),
-        ("seldon-v2", |s| {
-            s.storage_root = Some("pvc://claim/mlruns".into())
-        }),
+    // Each with what to do instead, from the target.
+    let cases: [(&str, Set, &str); 5] = [
+        (
+            "seldon-v2",
+            |s| s.default_image = Some("x/y:1".into()),
+            "the Server's",
+        ),
+        (
+            "seldon-v2",
+            |s| s.registry_secret = Some("regcred".into()),
+            "the Seldon Server",
+        ),
+        (
+            "seldon-v2",
+            |s| s.service_account = Some("sa".into()),
+            "no pods of its own",
+        ),
+        (
+            "kserve",
+            |s| s.model_secret = Some("creds".into()),
+            "set M2S_SERVICE_ACCOUNT instead",
+        ),
+        (
+            "seldon-v2",
+            |s| s.storage_root = Some("pvc://claim/mlruns".into()),
+            "pvc",
+        ),
     ];
-    for (target, set) in cases {
+    for (target, set, hint) in cases {
         let mut s = settings();
         s.target = target.into();
         set(&mut s);
-        let err = build(&s, &[]).unwrap_err().to_string();
+        let err = format!("{:#}", build(&s, &[]).unwrap_err());
         assert!(err.contains(target), "{target}: {err}");
         assert!(err.contains("M2S_"), "{target}: {err}");
+        assert!(err.contains(hint), "{target}: {err}");
     }
     // The same settings where the target has them.
     let mut s = settings();

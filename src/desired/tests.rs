@@ -307,7 +307,7 @@ fn settings_land_where_each_target_expects_them() {
     // Seldon Core 2: memory and replicas only; CPU and GPUs are the Server's.
     let err = render_with(&cfg().with_target("seldon-v2"), &tags, &[]).unwrap_err();
     assert!(
-        err.contains("tag m2s.cpu has no counterpart on target seldon-v2"),
+        err.contains("tag m2s.cpu has no counterpart on target seldon-v2 (Model): CPU is the Seldon Server's"),
         "{err}"
     );
     let v2 = render_with(

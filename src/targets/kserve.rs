@@ -82,6 +82,12 @@ pub const HOST_LABEL_SUFFIX: &str = "-predictor-";
 const BLOCKED_ENV: &[&str] = &["PYTHONPATH"];
 
 impl Target for KServe {
+    fn no_counterpart_hint(&self, setting: Setting) -> &'static str {
+        match setting {
+            Setting::ModelSecret => ": KServe reads storage credentials through the predictor's ServiceAccount; set M2S_SERVICE_ACCOUNT instead",
+            _ => "",
+        }
+    }
     fn id(&self) -> &'static str {
         "kserve"
     }

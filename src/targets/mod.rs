@@ -160,6 +160,11 @@ pub trait Target: Sync {
     fn fields(&self) -> &'static [Field];
     /// What the reasons call an unset image ("(Seldon default)").
     fn default_image_label(&self) -> &'static str;
+    /// Why the stack has no field for `setting` and what to do instead (`": …"`, or empty):
+    /// appended to the refusal of such a setting, from the environment or a tag.
+    fn no_counterpart_hint(&self, _setting: Setting) -> &'static str {
+        ""
+    }
     /// Completes an object once its settings are set, or refuses a combination of settings the
     /// stack cannot express.
     fn finish(&self, _object: &mut Value, _settings: &ServingSettings) -> Result<(), String> {
@@ -247,10 +252,11 @@ pub fn apply_settings(
             .collect();
         if fields.is_empty() {
             return Err(format!(
-                "{} has no counterpart on target {} ({})",
+                "{} has no counterpart on target {} ({}){}",
                 origin(*setting),
                 target.id(),
-                target.resource().kind
+                target.resource().kind,
+                target.no_counterpart_hint(*setting)
             ));
         }
         for f in fields {

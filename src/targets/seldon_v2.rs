@@ -48,6 +48,20 @@ fn is_model_name(name: &str) -> bool {
 }
 
 impl Target for SeldonV2 {
+    fn no_counterpart_hint(&self, setting: Setting) -> &'static str {
+        match setting {
+            Setting::Image => {
+                ": a Model runs on a Seldon Server, whose image is the Server's; unset it"
+            }
+            Setting::RegistrySecret => ": image pull secrets belong to the Seldon Server; unset it",
+            Setting::ServiceAccount => ": a Model has no pods of its own; unset it",
+            Setting::Cpu => {
+                ": CPU is the Seldon Server's (m2s.memory says what the scheduler reserves)"
+            }
+            Setting::Gpu => ": GPUs are the Seldon Server's",
+            _ => "",
+        }
+    }
     fn id(&self) -> &'static str {
         "seldon-v2"
     }
