@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Promotion latency of `m2s webhook` at the 1,200-model bench registry.
+"""Promotion latency of `m2s webhook` at the 1,200-model bench registry (with
+M2S_BENCH_SCALE=12000, `make bench BENCH=latency SCALE=12000`: at the 12,000-model one).
 
 Run alone with `make bench BENCH=latency` (or `python3 tests/bench/latency.py` with the sandbox's
 env sourced); `make bench` runs it after its own measurements. Python standard library only;
@@ -122,6 +123,9 @@ def watch_until(kube, ns, name, resource_version, version, result):
             if not line:
                 return
             ev = json.loads(line)
+            if ev.get("type") == "ERROR":
+                result["error"] = ev.get("object", {}).get("message", str(ev))
+                return
             ann = ev.get("object", {}).get("metadata", {}).get("annotations", {})
             if ann.get("m2s.io/model-version") == version:
                 result["seen"] = time.monotonic()
@@ -142,6 +146,10 @@ def run(ml=None):
     b = bench.Bench()
     ml = ml or b.ml
     bench.seed(ml)
+    if bench.SCALE:
+        bench.seed_large(bench.sandbox_dir())
+    # The 1,200 models (PREFIX-a-…, PREFIX-b-…), or with SCALE also their copies PREFIXx1-….
+    name_like = f"{bench.PREFIX}%" if bench.SCALE else f"{bench.PREFIX}-%"
     ns = b.namespace("latency")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("M2S_", "MLFLOW_")) and k not in ("KUBECONFIG", "RUST_LOG")}
@@ -151,14 +159,15 @@ def run(ml=None):
         "M2S_NAMESPACE": ns,
         "M2S_TARGET": bench.TARGET,
         "M2S_MLFLOW_STORAGE_ROOT": "s3://mlflow/mlruns",
-        "M2S_MODEL_FILTER": f"name LIKE '{bench.PREFIX}-%'",
+        "M2S_MODEL_FILTER": f"name LIKE '{name_like}'",
         "M2S_ALIASES": "champion",
         "M2S_CONCURRENCY": str(bench.CONCURRENCY),
         "M2S_RESYNC_INTERVAL": "3600",
         "M2S_WEBHOOK_SECRET": SECRET,
         "RUST_LOG": "m2s=info",
     })
-    log(f"latency: m2s webhook in {ns}; its start-up full sync deploys the 1,200-model registry")
+    log(f"latency: m2s webhook in {ns}; its start-up full sync deploys the "
+        f"{bench.SCALE or 1200}-model registry")
     started = time.monotonic()
     receiver = Receiver(b, ns, env)
     webhook_id = None
@@ -177,7 +186,11 @@ def run(ml=None):
                      if o["metadata"]["annotations"].get("m2s.io/alias") == "champion"}
         models = [f"{bench.PREFIX}-b-{i:04d}" for i in range(0, bench.GROUP_SIZE, 2)]
         models = [m for m in models if m in champions][: (MOVES + 1) // 2]
-        moves = [(m, v) for m in models for v in ("2", "1")][:MOVES]
+        # Away from the version each serves now and back (a run cut short can leave one on v2).
+        served = {m: champions[m]["metadata"]["annotations"]["m2s.io/model-version"]
+                  for m in models}
+        moves = [(m, v) for m in models
+                 for v in ("2" if served[m] == "1" else "1", served[m])][:MOVES]
         results = []
         for model, version in moves:
             results.append(move(b, ml, kube, receiver, ns, champions[model], model, version))
@@ -201,7 +214,11 @@ def run(ml=None):
 
 def move(b, ml, kube, receiver, ns, obj, model, version):
     name = obj["metadata"]["name"]
-    current = kube.http.request("GET", f"{bench.Kube.base(ns)}/{name}")
+    # Watch from the collection's current resourceVersion, not the object's: after the start-up
+    # sync's 30,000 writes an object's own version is older than the API server's watch cache
+    # keeps, and a watch from it ends at once with 410 Gone.
+    q = urllib.parse.urlencode({"fieldSelector": f"metadata.name={name}"})
+    current = kube.http.request("GET", f"{bench.Kube.base(ns)}?{q}")
     done = len(receiver.model_syncs())
     result = {"open": threading.Event()}
     watcher = threading.Thread(target=watch_until, args=(
@@ -214,7 +231,9 @@ def move(b, ml, kube, receiver, ns, obj, model, version):
     t0 = time.monotonic()
     watcher.join(60)
     if "seen" not in result:
-        sys.exit(f"{name} did not serve v{version} within 60 s:\n" + "\n".join(receiver.lines[-20:]))
+        sys.exit(f"{name} did not serve v{version} within 60 s"
+                 f"{' (watch: ' + result['error'] + ')' if 'error' in result else ''}:\n"
+                 + "\n".join(receiver.lines[-20:]))
     # Wait for the sync's log line (written right after its last write).
     deadline = time.monotonic() + 10
     while len(receiver.model_syncs()) <= done and time.monotonic() < deadline:
