@@ -53,6 +53,17 @@ pub struct SyncArgs {
         default_value_t = 300
     )]
     pub wait_timeout: u64,
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// What a sync tells others about its work (`sync` and the webhook receiver).
+#[derive(Debug, Args, Clone)]
+pub struct FeedbackArgs {
     /// Record a Kubernetes Event about each change (create, update, delete, failed write) and
     /// each entry that cannot be deployed (needs RBAC verb "create" on events.events.k8s.io).
     #[arg(
@@ -64,13 +75,10 @@ pub struct SyncArgs {
     )]
     pub events: bool,
     /// Write each object's state and URL back to MLflow, as tags m2s.<namespace>.<name>.state
-    /// and .url on the model version it serves (needs MLflow's EDIT permission).
+    /// and .url on the model version it serves (needs MLflow's EDIT permission; the webhook
+    /// receiver writes back on its periodic full syncs).
     #[arg(long, env = "M2S_WRITE_BACK")]
     pub write_back: bool,
-    #[command(flatten)]
-    pub guard: GuardArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -143,18 +151,8 @@ pub struct ServeArgs {
     /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
     #[arg(long, env = "M2S_DRY_RUN")]
     pub dry_run: bool,
-    /// Record a Kubernetes Event about each change (`false` to turn off).
-    #[arg(
-        long,
-        value_name = "BOOL",
-        env = "M2S_EVENTS",
-        default_value_t = true,
-        action = ArgAction::Set
-    )]
-    pub events: bool,
-    /// Write each object's state back to MLflow as version tags (on the periodic full syncs).
-    #[arg(long, env = "M2S_WRITE_BACK")]
-    pub write_back: bool,
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
 }

@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 // Long-running: no deadline for the process; each sync's requests time out.
                 None => {
-                    config.deploy.write_back = w.serve.write_back;
+                    config.deploy.write_back = w.serve.feedback.write_back;
                     webhook::serve(config, &w.serve, secret).map(|()| ExitCode::SUCCESS)
                 }
             };

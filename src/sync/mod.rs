@@ -54,8 +54,8 @@ impl SyncOptions {
         Ok(SyncOptions {
             dry_run: args.dry_run,
             wait,
-            events: args.events,
-            write_back: args.write_back,
+            events: args.feedback.events,
+            write_back: args.feedback.write_back,
         })
     }
 }

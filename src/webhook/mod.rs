@@ -263,8 +263,8 @@ pub fn serve(config: Config, args: &ServeArgs, secret: String) -> Result<()> {
         options: SyncOptions {
             dry_run: args.dry_run,
             wait: None,
-            events: args.events,
-            write_back: args.write_back,
+            events: args.feedback.events,
+            write_back: args.feedback.write_back,
         },
         config: Arc::new(config),
         scheduler: scheduler.clone(),

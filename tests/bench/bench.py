@@ -433,7 +433,9 @@ class Bench:
                        check=True, stdout=subprocess.DEVNULL)
         return ns
 
-    def m2s(self, ns, name_like, events=True):
+    def m2s_env(self, ns, name_like, **settings):
+        """m2s's environment for namespace `ns` and the models named `name_like`% (no M2S_ or
+        MLflow variable of the caller's leaks in), plus `settings`."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("M2S_", "MLFLOW_")) and k not in ("KUBECONFIG", "RUST_LOG")}
         env.update({
@@ -445,10 +447,13 @@ class Bench:
             "M2S_MODEL_FILTER": f"name LIKE '{name_like}%'",
             "M2S_ALIASES": "champion",
             "M2S_CONCURRENCY": str(CONCURRENCY),
-            "M2S_RUN_TIMEOUT": "900",
-            "M2S_EVENTS": "true" if events else "false",
-            "RUST_LOG": "m2s=debug",
         })
+        env.update(settings)
+        return env
+
+    def m2s(self, ns, name_like, events=True):
+        env = self.m2s_env(ns, name_like, M2S_RUN_TIMEOUT="900",
+                       M2S_EVENTS="true" if events else "false", RUST_LOG="m2s=debug")
         self.audit.start()
         # Peak RSS from GNU time: a child forked from this (large) Python process would count
         # Python's pages in its own ru_maxrss until it execs.

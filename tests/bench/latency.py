@@ -149,23 +149,10 @@ def run(ml=None):
     if bench.SCALE:
         bench.seed_large(bench.sandbox_dir())
     # The 1,200 models (PREFIX-a-…, PREFIX-b-…), or with SCALE also their copies PREFIXx1-….
-    name_like = f"{bench.PREFIX}%" if bench.SCALE else f"{bench.PREFIX}-%"
+    name_like = bench.PREFIX if bench.SCALE else f"{bench.PREFIX}-"
     ns = b.namespace("latency")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("M2S_", "MLFLOW_")) and k not in ("KUBECONFIG", "RUST_LOG")}
-    env.update({
-        "KUBECONFIG": b.kubeconfig,
-        "M2S_MLFLOW_HOST": b.mlflow_url,
-        "M2S_NAMESPACE": ns,
-        "M2S_TARGET": bench.TARGET,
-        "M2S_MLFLOW_STORAGE_ROOT": "s3://mlflow/mlruns",
-        "M2S_MODEL_FILTER": f"name LIKE '{name_like}'",
-        "M2S_ALIASES": "champion",
-        "M2S_CONCURRENCY": str(bench.CONCURRENCY),
-        "M2S_RESYNC_INTERVAL": "3600",
-        "M2S_WEBHOOK_SECRET": SECRET,
-        "RUST_LOG": "m2s=info",
-    })
+    env = b.m2s_env(ns, name_like, M2S_RESYNC_INTERVAL="3600", M2S_WEBHOOK_SECRET=SECRET,
+                RUST_LOG="m2s=info")
     log(f"latency: m2s webhook in {ns}; its start-up full sync deploys the "
         f"{bench.SCALE or 1200}-model registry")
     started = time.monotonic()

@@ -149,6 +149,18 @@ pub fn helm_template(helm: &Path, args: &[&str]) -> Result<Output> {
         .args(args))
 }
 
+/// Renders, which must fail with `expected` in the error; returns the error.
+pub fn template_fails(helm: &Path, args: &[&str], expected: &str) -> String {
+    let out = helm_template(helm, args).unwrap();
+    assert!(!out.status.success(), "{args:?} was accepted");
+    let err = stderr(&out);
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected {expected:?} in:\n{err}"
+    );
+    err
+}
+
 /// Renders (must succeed) and returns the YAML text.
 pub fn render_yaml(helm: &Path, args: &[&str]) -> String {
     let out = helm_template(helm, args).unwrap();
