@@ -7,8 +7,9 @@ SANDBOX_DIR = $${M2S_SANDBOX_DIR:-$$HOME/.cache/m2s-sandbox/run}
 SANDBOX_ENV = $(SANDBOX_DIR)/env
 # The MLflow 2.x sandbox of test-mlflow2: beside the 3.x one, so that both can stay up.
 MLFLOW2_SANDBOX_DIR = $${M2S_SANDBOX_MLFLOW2_DIR:-$(SANDBOX_DIR)-mlflow2}
-## The suites test-mlflow2 runs against MLflow 2.x (CI too).
-MLFLOW2_SUITES ?= --test plumbing --test sync --test targets --test faults
+## The suites (modules of the integration-test crate tests/it) test-mlflow2 runs against
+## MLflow 2.x (CI too).
+MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults::
 
 TARGET ?= seldon-v1
 
@@ -29,11 +30,11 @@ test:
 
 ## The MLflow-facing suites (MLFLOW2_SUITES) against the newest MLflow 2.x, on a sandbox of its
 ## own (M2S_SANDBOX_MLFLOW=2 in $$M2S_SANDBOX_MLFLOW2_DIR, default $$M2S_SANDBOX_DIR-mlflow2).
-## MLFLOW2_SUITES=--all-targets runs everything against 2.x.
+## MLFLOW2_SUITES="" runs every integration suite against 2.x.
 test-mlflow2:
 	export M2S_SANDBOX_MLFLOW=2 M2S_SANDBOX_DIR="$(MLFLOW2_SANDBOX_DIR)" && \
 	  bash $(SANDBOX)/up.sh >/dev/null && source "$$M2S_SANDBOX_DIR/env" && \
-	  M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked $(MLFLOW2_SUITES) -- --test-threads=4
+	  M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --test it -- $(MLFLOW2_SUITES) --test-threads=4
 
 ## Tests that need no sandbox.
 unit-test:

@@ -1,34 +1,50 @@
 //! m2s keeps model deployments on Kubernetes in step with an MLflow Model Registry.
 //!
-//! IO sits at the edges ([`mlflow`], [`k8s`]); in between, pure functions turn the registry into
-//! entries and objects ([`desired`]) and those plus the cluster's objects into a plan
-//! ([`plan`]). What differs per serving stack is behind [`targets::Target`]. [`engine`] wires
-//! one sync together (of every model, or of one: [`scoped`]); [`commands`] runs the one-shot
-//! commands and [`webhook`] the long-running receiver of MLflow's registry events.
+//! The crate is a binary's library: its public surface is what the `m2s` binary and the
+//! integration tests need, and nothing else. The modules are layers; each imports only those
+//! below it:
+//!
+//! 1. what a serving stack is: [`targets`] (the seam every stack sits behind), `naming`,
+//!    `quantity`, `settings` (per-model tags), `image`, `artifacts`, and the keys m2s writes
+//!    (`keys`), with small helpers (`hash`, `json`);
+//! 2. configuration: `config`, checked before any network call;
+//! 3. the clients: `mlflow` (blocking REST) and `k8s`, which know nothing of plans;
+//! 4. the pure core: `desired` (the registry → the objects that should exist), `plan` (those
+//!    and the cluster's objects → changes) and `status` (what serves, as data);
+//! 5. the engine: one sync in phases, and what follows it (apply, wait, write-back);
+//! 6. the one-shot `commands` and the long-running `receiver`;
+//! 7. presentation (`present`): text and JSON;
+//! 8. the command line ([`cli`]), which `main` calls.
 
-pub mod artifacts;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod desired;
-pub mod engine;
-pub mod events;
-pub mod image;
-pub mod k8s;
-pub mod logging;
-pub mod mlflow;
-pub mod naming;
-pub mod output;
-pub mod overlay;
-pub mod plan;
+// 1. What a serving stack is.
+mod artifacts;
+mod hash;
+mod image;
+mod json;
+mod keys;
+mod naming;
 pub mod quantity;
-pub mod scoped;
 pub mod settings;
-pub mod status;
-pub mod sync;
 pub mod targets;
-pub mod wait;
-pub mod webhook;
-pub mod writeback;
+// 2. Configuration.
+pub mod config;
+// 3. Clients.
+mod k8s;
+mod mlflow;
+// 4. The pure core.
+mod desired;
+mod plan;
+mod status;
+// 5. The engine.
+mod engine;
+// 6. Commands and the receiver.
+mod commands;
+mod receiver;
+// 7. Presentation.
+mod present;
+// 8. The command line.
+pub mod cli;
+mod logging;
 
-pub use commands::run;
+#[cfg(test)]
+mod tests;

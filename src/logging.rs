@@ -6,7 +6,7 @@ use std::io::Write;
 
 use log::kv::{Error, Key, Value, VisitSource};
 
-pub fn init(structured: bool) {
+pub(crate) fn init(structured: bool) {
     let mut builder = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("m2s=info,warn"),
     );
@@ -40,7 +40,7 @@ impl<'kvs> VisitSource<'kvs> for Pairs<'_> {
 
 /// A logfmt value: as it is when it is one plain word, else in double quotes with `"`, `\`
 /// and line breaks escaped.
-pub fn quoted(v: &str) -> String {
+pub(crate) fn quoted(v: &str) -> String {
     let plain = !v.is_empty()
         && v.chars()
             .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\'));
@@ -64,16 +64,4 @@ pub fn quoted(v: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logfmt_values_are_quoted_only_when_needed() {
-        assert_eq!(quoted("iris-production"), "iris-production");
-        assert_eq!(quoted("0.25"), "0.25");
-        assert_eq!(quoted(""), "\"\"");
-        assert_eq!(quoted("sync finished"), "\"sync finished\"");
-        assert_eq!(quoted("a=b"), "\"a=b\"");
-        assert_eq!(quoted("say \"hi\"\nbye\\"), "\"say \\\"hi\\\"\\nbye\\\\\"");
-    }
-}
+mod tests;

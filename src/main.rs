@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// glibc's allocator tuned for a process that builds a large plan once, set before any thread
 /// starts:
 /// - one arena: glibc gives each thread that allocates an arena of its own, and m2s's worker
@@ -11,8 +9,9 @@ use clap::Parser;
 ///   first large block is freed, so later large buffers (sorting and growing the arrays of tens
 ///   of thousands of entries) stay in the heap after use instead of going back to the system.
 ///
-/// Measured with `/usr/bin/time -f %M` on a cold sync of 30,000 objects: 49.1 MB peak RSS with
-/// glibc's defaults, 43.3 MB with one arena, 39.6 MB with both, and no slower.
+/// Measured with `/usr/bin/time -f %M` on a cold sync of 30,000 objects (docs/performance.md):
+/// 49.1 MB peak RSS with glibc's defaults, 43.3 MB with one arena, 39.6 MB with both, and no
+/// slower.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
@@ -28,29 +27,5 @@ fn tune_malloc() {}
 
 fn main() -> ExitCode {
     tune_malloc();
-    let cli = match m2s::cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // Usage errors exit 1, not clap's 2: `plan --detailed-exitcode` uses 2 for "changes".
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    // The long-running receiver logs logfmt lines; the one-shot commands plain ones.
-    let receiver = matches!(
-        &cli.command,
-        m2s::cli::Command::Webhook(w) if w.command.is_none()
-    );
-    m2s::logging::init(receiver);
-    match m2s::run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    m2s::cli::main()
 }

@@ -1,17 +1,27 @@
 //! Per-model serving settings from MLflow tags (`m2s.replicas`, `m2s.memory`, …): the
 //! registered model's tag, overridden by the same tag on the version being deployed. Pure.
 
-use crate::mlflow::Tag;
+use serde::Deserialize;
+
 use crate::quantity::Quantity;
 
-pub const TAG_REPLICAS: &str = "m2s.replicas";
-pub const TAG_MIN_REPLICAS: &str = "m2s.min-replicas";
-pub const TAG_MAX_REPLICAS: &str = "m2s.max-replicas";
-pub const TAG_CPU: &str = "m2s.cpu";
-pub const TAG_MEMORY: &str = "m2s.memory";
-pub const TAG_GPU: &str = "m2s.gpu";
+/// A tag as MLflow keeps it on a registered model or a model version: where per-model
+/// settings (and write-back's states) live.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+pub(crate) const TAG_REPLICAS: &str = "m2s.replicas";
+pub(crate) const TAG_MIN_REPLICAS: &str = "m2s.min-replicas";
+pub(crate) const TAG_MAX_REPLICAS: &str = "m2s.max-replicas";
+pub(crate) const TAG_CPU: &str = "m2s.cpu";
+pub(crate) const TAG_MEMORY: &str = "m2s.memory";
+pub(crate) const TAG_GPU: &str = "m2s.gpu";
 /// Every settings tag, in the order the README documents them.
-pub const SETTING_TAGS: [&str; 6] = [
+pub(crate) const SETTING_TAGS: [&str; 6] = [
     TAG_REPLICAS,
     TAG_CPU,
     TAG_MEMORY,
@@ -39,13 +49,13 @@ pub struct ServingSettings {
 /// Whether `key` is one of m2s's settings tags, or looks like one (`m2s.<word>`): a mistyped
 /// setting must be an error, not silently ignored. Keys with more dots (`m2s.<ns>.<name>.state`,
 /// written back by m2s itself) are not settings.
-pub fn is_setting_key(key: &str) -> bool {
+pub(crate) fn is_setting_key(key: &str) -> bool {
     key.strip_prefix("m2s.")
         .is_some_and(|rest| !rest.is_empty() && !rest.contains('.'))
 }
 
 /// The m2s settings tags among `tags` (kept on entries; other tags are not needed).
-pub fn setting_tags(tags: &[Tag]) -> Vec<Tag> {
+pub(crate) fn setting_tags(tags: &[Tag]) -> Vec<Tag> {
     tags.iter()
         .filter(|t| is_setting_key(&t.key))
         .cloned()
@@ -55,7 +65,7 @@ pub fn setting_tags(tags: &[Tag]) -> Vec<Tag> {
 /// Reads the settings of `model` from its registered-model tags and the deployed version's
 /// tags (the version wins). A bad value is an error naming the tag, where it is set, the model
 /// and the value.
-pub fn from_tags(
+pub(crate) fn from_tags(
     model: &str,
     version: &str,
     model_tags: &[Tag],
@@ -124,89 +134,4 @@ fn replicas(value: &str) -> Result<u32, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
-        pairs
-            .iter()
-            .map(|(k, v)| Tag {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn version_tags_override_model_tags() {
-        let s = from_tags(
-            "iris",
-            "3",
-            &tags(&[("m2s.replicas", "2"), ("m2s.memory", "1Gi"), ("team", "x")]),
-            &tags(&[("m2s.memory", "2048Mi"), ("m2s.cpu", "0.5")]),
-        )
-        .unwrap();
-        assert_eq!(s.replicas, Some(2));
-        assert_eq!(s.memory.unwrap().to_string(), "2Gi");
-        assert_eq!(s.cpu.unwrap().to_string(), "500m");
-        assert!(s.gpu.is_none());
-    }
-
-    #[test]
-    fn bad_values_name_tag_place_model_and_value() {
-        for (key, value, on_version, want) in [
-            (
-                "m2s.memory",
-                "lots",
-                false,
-                "tag m2s.memory=\"lots\" on registered model \"iris\"",
-            ),
-            (
-                "m2s.replicas",
-                "-1",
-                true,
-                "tag m2s.replicas=\"-1\" on version 3 of model \"iris\"",
-            ),
-            ("m2s.replicas", "two", false, "whole number"),
-            ("m2s.gpu", "0.5", false, "GPUs are whole numbers"),
-            ("m2s.memory", "0", false, "more than 0"),
-            ("m2s.cpus", "1", false, "unknown tag \"m2s.cpus\""),
-        ] {
-            let t = tags(&[(key, value)]);
-            let (m, v) = if on_version {
-                (&[][..], &t[..])
-            } else {
-                (&t[..], &[][..])
-            };
-            let err = from_tags("iris", "3", m, v).unwrap_err();
-            assert!(err.contains(want), "{key}={value}: {err}");
-        }
-    }
-
-    #[test]
-    fn max_below_min_is_an_error() {
-        let err = from_tags(
-            "iris",
-            "1",
-            &tags(&[("m2s.min-replicas", "3"), ("m2s.max-replicas", "2")]),
-            &[],
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("m2s.max-replicas (2) is below m2s.min-replicas (3)"),
-            "{err}"
-        );
-        assert!(from_tags("iris", "1", &tags(&[("m2s.max-replicas", "0")]), &[]).is_err());
-    }
-
-    #[test]
-    fn write_back_tags_are_not_settings() {
-        assert!(is_setting_key("m2s.replicas"));
-        assert!(is_setting_key("m2s.typo"));
-        assert!(!is_setting_key("m2s.models.iris-production.state"));
-        assert!(!is_setting_key("m2s."));
-        assert!(!is_setting_key("deployment-image"));
-        let s = from_tags("m", "1", &tags(&[("m2s.ns.obj.state", "Available")]), &[]).unwrap();
-        assert!(s.replicas.is_none());
-    }
-}
+mod tests;

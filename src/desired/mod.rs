@@ -6,7 +6,7 @@
 
 mod render;
 
-pub use render::{content_hash, render, Desired};
+pub(crate) use render::{render, Desired};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,51 +15,36 @@ use std::sync::Arc;
 use crate::artifacts::ArtifactLocation;
 use crate::config::DeployConfig;
 use crate::image::validate_image_reference;
-use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag, VersionRef};
+use crate::keys::{
+    write_back_prefix, ANN_ALIAS, ANN_ARTIFACT_LOCATION, ANN_EXPERIMENT_ID, ANN_MODEL_CREATED,
+    ANN_MODEL_NAME, ANN_MODEL_VERSION, ANN_RUN_ID, ANN_SOURCE, ANN_STAGE, ANN_VERSION_TAGS,
+};
+#[cfg(test)]
+use crate::mlflow::RegistrySnapshot;
+use crate::mlflow::{ModelVersion, RegisteredModel, VersionRef};
 use crate::settings;
-
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "m2s";
-pub const LABEL_INSTANCE: &str = "m2s.io/instance";
-pub const ANNOTATION_PREFIX: &str = "m2s.io/";
-pub const ANN_MODEL_NAME: &str = "m2s.io/model-name";
-pub const ANN_MODEL_VERSION: &str = "m2s.io/model-version";
-pub const ANN_STAGE: &str = "m2s.io/stage";
-pub const ANN_ALIAS: &str = "m2s.io/alias";
-pub const ANN_RUN_ID: &str = "m2s.io/run-id";
-pub const ANN_MODEL_URI: &str = "m2s.io/model-uri";
-pub const ANN_MLFLOW_URL: &str = "m2s.io/mlflow-url";
-pub const ANN_SOURCE: &str = "m2s.io/source";
-pub const ANN_ARTIFACT_LOCATION: &str = "m2s.io/artifact-location";
-pub const ANN_EXPERIMENT_ID: &str = "m2s.io/experiment-id";
-pub const ANN_MODEL_CREATED: &str = "m2s.io/registered-model-created";
-pub const ANN_SPEC_HASH: &str = "m2s.io/spec-hash";
-/// The version-level `m2s.*` tags the object was rendered with (only when there are some), so
-/// that a run which does not read that version again renders the same object.
-pub const ANN_VERSION_TAGS: &str = "m2s.io/version-tags";
-/// Hash of the overlay the object was rendered with (only when one is configured).
-pub const ANN_OVERLAY_HASH: &str = "m2s.io/overlay-hash";
+use crate::settings::Tag;
 
 /// What a deployment follows: a stage of the registry or an alias.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Selector {
+pub(crate) enum Selector {
     Stage(String),
     Alias(String),
 }
 
 impl Selector {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Selector::Stage(_) => "stage",
             Selector::Alias(_) => "alias",
         }
     }
-    pub fn value(&self) -> &str {
+    pub(crate) fn value(&self) -> &str {
         match self {
             Selector::Stage(v) | Selector::Alias(v) => v,
         }
     }
-    pub fn annotation(&self) -> &'static str {
+    pub(crate) fn annotation(&self) -> &'static str {
         match self {
             Selector::Stage(_) => ANN_STAGE,
             Selector::Alias(_) => ANN_ALIAS,
@@ -75,47 +60,47 @@ impl fmt::Display for Selector {
 
 /// What one registered model contributes to each of its entries (shared between them).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ModelInfo {
-    pub name: String,
-    pub created: Option<i64>,
+pub(crate) struct ModelInfo {
+    pub(crate) name: String,
+    pub(crate) created: Option<i64>,
     /// The serving image: the model's image tag, else the default image.
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// Whether the image came from the model's tag (for messages).
-    pub image_from_tag: bool,
+    pub(crate) image_from_tag: bool,
     /// The model's `m2s.*` settings tags.
-    pub tags: Vec<Tag>,
+    pub(crate) tags: Vec<Tag>,
 }
 
 /// One (registered model, stage or alias) that should be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Shared with the plan's change of this entry (a large registry's names are held once).
-    pub name: Arc<str>,
-    pub model: Arc<ModelInfo>,
-    pub selector: Selector,
+    pub(crate) name: Arc<str>,
+    pub(crate) model: Arc<ModelInfo>,
+    pub(crate) selector: Selector,
     /// The version; `source`, `run_id` and `tags` are known when the search returned the
     /// version (stages, and aliases on a latest version), not for other aliases.
-    pub version: EntryVersion,
+    pub(crate) version: EntryVersion,
 }
 
 /// A version as an entry keeps it: compactly, since a large registry has tens of thousands of
 /// entries. The model's name is the entry's and the stage its selector.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EntryVersion {
-    pub version: Box<str>,
+pub(crate) struct EntryVersion {
+    pub(crate) version: Box<str>,
     /// Known when the search returned the version; `None` for an alias on another version.
-    pub source: Option<Box<str>>,
+    pub(crate) source: Option<Box<str>>,
     /// Only when it is not the run a `runs:/` source names.
-    pub run_id: Option<Box<str>>,
+    pub(crate) run_id: Option<Box<str>>,
     /// Only when it is not `READY`.
-    pub status: Option<Box<str>>,
+    pub(crate) status: Option<Box<str>>,
     /// The version's `m2s.*` settings tags (and write-back's, when on).
-    pub tags: Box<[Tag]>,
+    pub(crate) tags: Box<[Tag]>,
 }
 
 impl EntryVersion {
     /// What resolving this version of `model` needs.
-    pub fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
+    pub(crate) fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
         VersionRef {
             model,
             version: &self.version,
@@ -129,23 +114,23 @@ impl EntryVersion {
 
 impl Entry {
     /// Whether the search told everything about the version (else it needs a look-up).
-    pub fn version_known(&self) -> bool {
+    pub(crate) fn version_known(&self) -> bool {
         self.version.source.is_some()
     }
 }
 
 /// A problem with one entry: reported, and the object of that name is left as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryError {
-    pub name: String,
-    pub model: String,
-    pub selector: Selector,
-    pub version: Option<String>,
-    pub message: String,
+pub(crate) struct EntryError {
+    pub(crate) name: String,
+    pub(crate) model: String,
+    pub(crate) selector: Selector,
+    pub(crate) version: Option<String>,
+    pub(crate) message: String,
 }
 
 impl EntryError {
-    pub fn of(entry: &Entry, message: String) -> EntryError {
+    pub(crate) fn of(entry: &Entry, message: String) -> EntryError {
         EntryError {
             name: entry.name.to_string(),
             model: entry.model.name.clone(),
@@ -159,39 +144,32 @@ impl EntryError {
 /// The registry as m2s needs it: the entries it asks for (sorted by name, no two alike), the
 /// entries that cannot be served, and the names of the registered models read.
 #[derive(Debug, Default)]
-pub struct Registry {
-    pub entries: Vec<Entry>,
-    pub errors: Vec<EntryError>,
+pub(crate) struct Registry {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) errors: Vec<EntryError>,
     /// Sorted.
-    pub models: Vec<String>,
+    pub(crate) models: Vec<String>,
     /// With write-back: the write-back tags of this namespace (`m2s.<namespace>.…`) on every
     /// version the search returned, by (model, version); empty otherwise.
-    pub published: BTreeMap<(String, String), Vec<Tag>>,
+    pub(crate) published: BTreeMap<(String, String), Vec<Tag>>,
 }
 
 impl Registry {
-    pub fn has_model(&self, name: &str) -> bool {
+    pub(crate) fn has_model(&self, name: &str) -> bool {
         self.models
             .binary_search_by(|m| m.as_str().cmp(name))
             .is_ok()
     }
-    /// The entry named `name`.
-    pub fn entry(&self, name: &str) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| (*e.name).cmp(name))
-            .ok()
-            .map(|i| &self.entries[i])
-    }
     /// Keeps only the entries (and errors) that follow one of `aliases` (a scoped sync of
     /// those aliases' objects).
-    pub fn retain_aliases(&mut self, aliases: &std::collections::BTreeSet<String>) {
+    pub(crate) fn retain_aliases(&mut self, aliases: &std::collections::BTreeSet<String>) {
         let keep = |s: &Selector| matches!(s, Selector::Alias(a) if aliases.contains(a));
         self.entries.retain(|e| keep(&e.selector));
         self.errors.retain(|e| keep(&e.selector));
     }
 
     /// Whether an entry error holds the object named `name`.
-    pub fn holds(&self, name: &str) -> bool {
+    pub(crate) fn holds(&self, name: &str) -> bool {
         self.errors
             .binary_search_by(|e| (*e.name).cmp(name))
             .is_ok()
@@ -203,13 +181,13 @@ fn version_number(v: &str) -> u64 {
 }
 
 /// Builds a [`Registry`] from search pages, one page at a time.
-pub struct RegistryBuilder<'a> {
+pub(crate) struct RegistryBuilder<'a> {
     cfg: &'a DeployConfig,
     registry: Registry,
 }
 
 impl<'a> RegistryBuilder<'a> {
-    pub fn new(cfg: &'a DeployConfig) -> Self {
+    pub(crate) fn new(cfg: &'a DeployConfig) -> Self {
         RegistryBuilder {
             cfg,
             registry: Registry::default(),
@@ -217,7 +195,7 @@ impl<'a> RegistryBuilder<'a> {
     }
 
     /// Adds the entries of one page of registered models.
-    pub fn add(&mut self, models: Vec<RegisteredModel>) {
+    pub(crate) fn add(&mut self, models: Vec<RegisteredModel>) {
         for model in models {
             self.add_model(model);
         }
@@ -261,7 +239,7 @@ impl<'a> RegistryBuilder<'a> {
             picked.push((Selector::Alias(alias.alias.clone()), version));
         }
         if cfg.write_back {
-            let prefix = crate::writeback::prefix(&cfg.namespace);
+            let prefix = write_back_prefix(&cfg.namespace);
             for v in &model.latest_versions {
                 let ours = v.tags.iter().filter(|t| t.key.starts_with(&prefix));
                 self.registry.published.insert(
@@ -306,7 +284,7 @@ impl<'a> RegistryBuilder<'a> {
     }
 
     /// The registry, with entries that would share a name turned into errors (all of them).
-    pub fn finish(mut self) -> Registry {
+    pub(crate) fn finish(mut self) -> Registry {
         let r = &mut self.registry;
         r.entries.sort_by(|a, b| a.name.cmp(&b.name));
         // Runs of entries sharing a name, found and reported in place: a second array of
@@ -377,8 +355,12 @@ fn compact(version: ModelVersion) -> EntryVersion {
     }
 }
 
-/// The entries a whole snapshot asks for (tests and small callers).
-pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, Vec<EntryError>) {
+/// The entries a whole snapshot asks for (the tests' registries).
+#[cfg(test)]
+pub(crate) fn entries(
+    snapshot: &RegistrySnapshot,
+    cfg: &DeployConfig,
+) -> (Vec<Entry>, Vec<EntryError>) {
     let mut builder = RegistryBuilder::new(cfg);
     builder.add(snapshot.models.clone());
     let r = builder.finish();
@@ -386,15 +368,15 @@ pub fn entries(snapshot: &RegistrySnapshot, cfg: &DeployConfig) -> (Vec<Entry>, 
 }
 
 /// What a listed object recorded about the version it serves.
-pub struct Recorded {
-    pub location: ArtifactLocation,
+pub(crate) struct Recorded {
+    pub(crate) location: ArtifactLocation,
     /// The version's `m2s.*` tags it was rendered with.
-    pub version_tags: Vec<Tag>,
+    pub(crate) version_tags: Vec<Tag>,
 }
 
 /// The location (and version tags) recorded on an object m2s wrote for the same version, so
 /// an unchanged version costs no MLflow look-ups.
-pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option<Recorded> {
+pub(crate) fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option<Recorded> {
     let get = |k: &str| annotations.get(k).map(String::as_str);
     let same_version = get(ANN_MODEL_NAME) == Some(entry.model.name.as_str())
         && get(ANN_MODEL_VERSION) == Some(&*entry.version.version)
@@ -431,7 +413,11 @@ pub fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) -> Option
 }
 
 /// Names of the entries in a list, for messages ("a, b, c and 7 more").
-pub fn first_names<'n>(names: impl Iterator<Item = &'n str>, total: usize, show: usize) -> String {
+pub(crate) fn first_names<'n>(
+    names: impl Iterator<Item = &'n str>,
+    total: usize,
+    show: usize,
+) -> String {
     let shown: Vec<&str> = names.take(show).collect();
     let more = total.saturating_sub(shown.len());
     let list = shown

@@ -4,26 +4,27 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{
-    Entry, ANN_ARTIFACT_LOCATION, ANN_EXPERIMENT_ID, ANN_MLFLOW_URL, ANN_MODEL_CREATED,
-    ANN_MODEL_NAME, ANN_MODEL_URI, ANN_MODEL_VERSION, ANN_OVERLAY_HASH, ANN_RUN_ID, ANN_SOURCE,
-    ANN_SPEC_HASH, ANN_VERSION_TAGS, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY,
-};
+use super::Entry;
 use crate::artifacts::{model_uri, ArtifactLocation};
 use crate::config::DeployConfig;
-use crate::mlflow::Tag;
+use crate::hash::content_hash;
+use crate::keys::{
+    ANN_ARTIFACT_LOCATION, ANN_EXPERIMENT_ID, ANN_MLFLOW_URL, ANN_MODEL_CREATED, ANN_MODEL_NAME,
+    ANN_MODEL_URI, ANN_MODEL_VERSION, ANN_OVERLAY_HASH, ANN_RUN_ID, ANN_SOURCE, ANN_SPEC_HASH,
+    ANN_VERSION_TAGS, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY,
+};
+use crate::settings::Tag;
 use crate::settings::{self, ServingSettings};
-use crate::targets::{apply_settings, setting_values, Setting};
+use crate::targets::{apply_settings, setting_values, Platform, Setting};
 
-/// An object m2s wants, with what it was made from.
+/// An object m2s wants.
 #[derive(Debug, Clone)]
-pub struct Desired {
-    pub model_uri: String,
-    pub object: Value,
+pub(crate) struct Desired {
+    pub(crate) object: Value,
 }
 
 impl Desired {
-    pub fn annotations(&self) -> &Map<String, Value> {
+    pub(crate) fn annotations(&self) -> &Map<String, Value> {
         self.object["metadata"]["annotations"]
             .as_object()
             .expect("rendered with annotations")
@@ -33,7 +34,7 @@ impl Desired {
 /// Builds the object for `entry` whose files are at `location`, with the version's `m2s.*`
 /// tags `version_tags`: the target's base spec, then the overlay, then the per-model settings,
 /// then m2s's labels and annotations. An error is a problem of this entry only.
-pub fn render(
+pub(crate) fn render(
     entry: &Entry,
     location: &ArtifactLocation,
     version_tags: &[Tag],
@@ -56,17 +57,20 @@ pub fn render(
     if let Some(overlay) = &cfg.overlay {
         overlay.apply(&mut object);
     }
-    let values = setting_values(&settings, entry.model.image.as_deref(), cfg);
+    let platform = Platform {
+        image: entry.model.image.as_deref(),
+        registry_secret: cfg.registry_secret.as_deref(),
+        model_secret: cfg.model_secret.as_deref(),
+        service_account: cfg.service_account.as_deref(),
+    };
+    let values = setting_values(&settings, &platform);
     apply_settings(target, &mut object, &values, |s| origin(entry, s, cfg))?;
     target.finish(&mut object, &settings)?;
 
     let annotations = m2s_annotations(entry, location, &uri, version_tags, cfg);
     let object = assemble(entry, object, annotations, cfg);
     target.admit(&entry.name, &object)?;
-    Ok(Desired {
-        model_uri: uri,
-        object,
-    })
+    Ok(Desired { object })
 }
 
 /// What m2s records on the object: where the version came from, so that later runs (and
@@ -181,15 +185,4 @@ fn origin(entry: &Entry, setting: Setting, cfg: &DeployConfig) -> String {
         Setting::Memory => tag(settings::TAG_MEMORY),
         Setting::Gpu => tag(settings::TAG_GPU),
     }
-}
-
-/// FNV-1a (64 bit) of the canonical JSON (serde_json maps are sorted), as 16 hex characters.
-pub fn content_hash(v: &Value) -> String {
-    let text = v.to_string();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }

@@ -1,7 +1,8 @@
 use super::*;
+use crate::config::overlay::Overlay;
 use crate::config::AliasSelection;
+use crate::keys::*;
 use crate::mlflow::{AliasRef, RegisteredModel};
-use crate::overlay::Overlay;
 use serde_json::{json, Value};
 
 pub(crate) fn cfg() -> DeployConfig {

@@ -8,12 +8,28 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::plan::ActualObject;
+/// An object in the cluster that carries m2s's labels, as listed (or read by name): its
+/// identity, labels, annotations and spec.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ListedObject {
+    pub(crate) name: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) resource_version: Option<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) spec: Value,
+}
 
-/// A listed object: the fields m2s reads, nothing else. `S` is its status, skipped unread
+impl ListedObject {
+    pub(crate) fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+/// A listed object as parsed: the fields m2s reads, nothing else. `S` is its status, skipped unread
 /// (`IgnoredAny`) unless the caller asks for readiness: a plain sync never parses a status.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Listed<S = IgnoredAny> {
+pub(crate) struct Listed<S = IgnoredAny> {
     #[serde(default)]
     pub(super) metadata: ListedMeta,
     #[serde(default)]
@@ -51,26 +67,30 @@ pub(super) struct ListedPage<S> {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct ListedPageMeta {
     #[serde(default, rename = "continue")]
     pub(super) continue_: Option<String>,
+    /// The collection's version: where a WATCH that misses nothing after this LIST starts.
+    #[serde(default)]
+    pub(super) resource_version: Option<String>,
 }
 
 /// What the status listing adds to an object: its generation, when it was created, its status.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub generation: Option<i64>,
-    pub created: Option<String>,
-    pub status: Value,
+pub(crate) struct ObservedStatus {
+    pub(crate) generation: Option<i64>,
+    pub(crate) created: Option<String>,
+    pub(crate) status: Value,
 }
 
 /// An object as a write or a read returned it, reduced to what waiting and Events need.
 #[derive(Debug, Clone, Default)]
-pub struct Applied {
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
-    pub generation: Option<i64>,
-    pub status: Value,
+pub(crate) struct Applied {
+    pub(crate) uid: Option<String>,
+    pub(crate) resource_version: Option<String>,
+    pub(crate) generation: Option<i64>,
+    pub(crate) status: Value,
 }
 
 impl Applied {
@@ -85,10 +105,10 @@ impl Applied {
     }
 }
 
-impl<S> From<Listed<S>> for ActualObject {
-    fn from(o: Listed<S>) -> ActualObject {
+impl<S> From<Listed<S>> for ListedObject {
+    fn from(o: Listed<S>) -> ListedObject {
         let meta = o.metadata;
-        ActualObject {
+        ListedObject {
             name: meta.name.unwrap_or_default(),
             uid: meta.uid,
             resource_version: meta.resource_version,

@@ -1,7 +1,7 @@
 //! Kubernetes side: list the objects m2s owns (page by page), apply and delete them. The
 //! resource is the configured target's; nothing here knows a serving stack.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,39 +17,34 @@ use kube::{Client, Config, Resource};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
-use crate::desired::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::plan::{is_subset, ActualObject, Change};
+use crate::json::is_subset;
+use crate::keys::owned_selector;
 use crate::targets::Resource as TargetResource;
 
+mod events;
 mod listed;
 mod watch;
 
-use listed::ListedPage;
-pub use listed::{Applied, Listed, Observed};
-pub use watch::Watched;
+pub(crate) use events::{Note, Reason, Recorder};
+pub(crate) use listed::{Applied, ListedObject, ObservedStatus};
+use listed::{Listed, ListedPage};
+pub(crate) use watch::Watched;
 
-pub const FIELD_MANAGER: &str = "m2s";
+pub(crate) const FIELD_MANAGER: &str = "m2s";
 const LIST_PAGE: u32 = 500;
 
 /// The kube-rs resource of a target.
-pub fn api_resource(r: &TargetResource) -> ApiResource {
+pub(crate) fn api_resource(r: &TargetResource) -> ApiResource {
     let gvk = GroupVersionKind::gvk(r.group, r.version, r.kind);
     ApiResource::from_gvk_with_plural(&gvk, r.plural)
 }
 
-/// Label selector of the objects one m2s instance owns.
-pub fn owned_selector(instance: &str) -> String {
-    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={instance}")
-}
-
-/// A client configured like kubectl: `--kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, else
-/// the in-cluster service account.
-pub async fn client(kubeconfig: Option<&Path>, timeout: Duration) -> Result<Client> {
-    Ok(connect(kubeconfig, timeout).await?.0)
-}
-
-/// [`client`], and the API server's URL (for error messages).
-pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<(Client, String)> {
+/// A client configured like kubectl (`--kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, else
+/// the in-cluster service account), and the API server's URL (for error messages).
+pub(crate) async fn connect(
+    kubeconfig: Option<&Path>,
+    timeout: Duration,
+) -> Result<(Client, String)> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -83,7 +78,7 @@ pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<(Cl
     Ok((client, server))
 }
 
-pub struct Kube {
+pub(crate) struct Kube {
     api: Api<DynamicObject>,
     resource: TargetResource,
     namespace: String,
@@ -114,7 +109,12 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 }
 
 impl Kube {
-    pub fn new(client: Client, namespace: &str, server: String, resource: TargetResource) -> Kube {
+    pub(crate) fn new(
+        client: Client,
+        namespace: &str,
+        server: String,
+        resource: TargetResource,
+    ) -> Kube {
         Kube {
             api: Api::namespaced_with(client, namespace, &api_resource(&resource)),
             resource,
@@ -125,11 +125,11 @@ impl Kube {
         }
     }
 
-    pub fn requests_sent(&self) -> u64 {
+    pub(crate) fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
-    pub fn writes_sent(&self) -> u64 {
+    pub(crate) fn writes_sent(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
     }
 
@@ -170,19 +170,21 @@ impl Kube {
     }
 
     /// Every page of a LIST, `LIST_PAGE` objects at a time, each item handed to `each` as its
-    /// page arrives (one page is held at a time).
+    /// page arrives (one page is held at a time). Returns the collection's resourceVersion (of
+    /// the first page: the pages are one snapshot), empty when the server sent none.
     async fn list_pages<T, F, Fut>(
         &self,
         base: ListParams,
         fetch: F,
         mut each: impl FnMut(T),
-    ) -> Result<()>
+    ) -> Result<String>
     where
         T: Clone,
         F: Fn(ListParams) -> Fut,
         Fut: std::future::Future<Output = kube::Result<ObjectList<T>>>,
     {
         let mut token: Option<String> = None;
+        let mut version: Option<String> = None;
         loop {
             let mut lp = base.clone().limit(LIST_PAGE);
             if let Some(t) = &token {
@@ -190,48 +192,52 @@ impl Kube {
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let page = fetch(lp).await.map_err(|e| self.explain(e, "list", None))?;
+            if version.is_none() {
+                version = page.metadata.resource_version.clone();
+            }
             page.items.into_iter().for_each(&mut each);
             // The last page has an empty continue token, not none.
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => return Ok(()),
+                None => return Ok(version.unwrap_or_default()),
             }
         }
     }
 
-    /// The objects this instance owns, handed to `each` page by page.
-    pub async fn list_owned(
+    /// The objects this instance owns, handed to `each` page by page; the LIST's
+    /// resourceVersion.
+    pub(crate) async fn list_owned(
         &self,
         instance: &str,
-        mut each: impl FnMut(ActualObject),
-    ) -> Result<()> {
+        mut each: impl FnMut(ListedObject),
+    ) -> Result<String> {
         let base = ListParams::default().labels(&owned_selector(instance));
         self.list_pages(
             base,
             |lp| async move { self.list_lean::<IgnoredAny>(&lp).await },
-            |o| each(ActualObject::from(o)),
+            |o| each(ListedObject::from(o)),
         )
         .await
     }
 
     /// [`list_owned`](Kube::list_owned) with each object's generation, age and status, for
     /// `status` and write-back; `each` reduces the status as the page streams.
-    pub async fn list_owned_with_status(
+    pub(crate) async fn list_owned_with_status(
         &self,
         instance: &str,
-        mut each: impl FnMut(ActualObject, Observed),
-    ) -> Result<()> {
+        mut each: impl FnMut(ListedObject, ObservedStatus),
+    ) -> Result<String> {
         let base = ListParams::default().labels(&owned_selector(instance));
         self.list_pages(
             base,
             |lp| async move { self.list_lean::<Value>(&lp).await },
             |mut o: Listed<Value>| {
-                let observed = Observed {
+                let observed = ObservedStatus {
                     generation: o.metadata.generation,
                     created: o.metadata.creation_timestamp.take(),
                     status: o.status.take(),
                 };
-                each(ActualObject::from(o), observed)
+                each(ListedObject::from(o), observed)
             },
         )
         .await
@@ -253,6 +259,7 @@ impl Kube {
             types: TypeMeta::default(),
             metadata: ListMeta {
                 continue_: page.metadata.continue_,
+                resource_version: page.metadata.resource_version,
                 ..ListMeta::default()
             },
             items: page.items,
@@ -261,14 +268,14 @@ impl Kube {
 
     /// The object named `name`, read like a listed one (metadata and spec only); `None` when
     /// there is none. Scoped syncs read their few candidate names this way instead of a LIST.
-    pub async fn get_lean(&self, name: &str) -> Result<Option<ActualObject>> {
+    pub(crate) async fn get_lean(&self, name: &str) -> Result<Option<ListedObject>> {
         let url = DynamicObject::url_path(&api_resource(&self.resource), Some(&self.namespace));
         let req = Request::new(url)
             .get(name, &GetParams::default())
             .map_err(|e| self.explain(kube::Error::BuildRequest(e), "get", Some(name)))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         match self.api.clone().into_client().request::<Listed>(req).await {
-            Ok(o) => Ok(Some(ActualObject::from(o))),
+            Ok(o) => Ok(Some(ListedObject::from(o))),
             Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.explain(e, "get", Some(name))),
         }
@@ -276,7 +283,7 @@ impl Kube {
 
     /// Which of `names` are taken by objects in the namespace that this instance does not own
     /// (metadata only), to keep m2s from taking them over.
-    pub async fn foreign_names(
+    pub(crate) async fn foreign_names(
         &self,
         instance: &str,
         names: &BTreeSet<&str>,
@@ -287,7 +294,8 @@ impl Kube {
             |lp| async move { self.api.list_metadata(&lp).await },
             |o| {
                 let name = o.metadata.name.unwrap_or_default();
-                if names.contains(name.as_str()) && !is_owned(o.metadata.labels.as_ref(), instance)
+                if names.contains(name.as_str())
+                    && !crate::keys::is_owned(o.metadata.labels.as_ref(), instance)
                 {
                     taken.insert(name);
                 }
@@ -297,36 +305,52 @@ impl Kube {
         Ok(taken)
     }
 
-    /// Server-side apply of a create or update with the rendered `body`. An update carries the
-    /// listed resourceVersion, so an object changed since the list is not overwritten blindly:
-    /// on that conflict the object is read again and accepted if it already is as desired
-    /// (another m2s run did it).
-    pub async fn apply(&self, change: &Change, mut body: Value, dry_run: bool) -> Result<Applied> {
-        if let Some(rv) = change.resource_version() {
+    /// The resourceVersion of this instance's objects now (a LIST of at most one item): where a
+    /// WATCH starts that misses no later change.
+    pub(crate) async fn collection_version(&self, instance: &str) -> Result<String> {
+        let lp = ListParams::default()
+            .labels(&owned_selector(instance))
+            .limit(1);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let page = self
+            .list_lean::<IgnoredAny>(&lp)
+            .await
+            .map_err(|e| self.explain(e, "list", None))?;
+        Ok(page.metadata.resource_version.unwrap_or_default())
+    }
+
+    /// Server-side apply of `body` to the object `name`: a create without `resource_version`,
+    /// an update with the resourceVersion m2s read, so that an object changed since is not
+    /// overwritten blindly: on that conflict the object is read again and accepted if it
+    /// already is as `body` says (another m2s run wrote it).
+    pub(crate) async fn apply(
+        &self,
+        name: &str,
+        resource_version: Option<&str>,
+        mut body: Value,
+        dry_run: bool,
+    ) -> Result<Applied> {
+        if let Some(rv) = resource_version {
             body["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER).force();
         pp.dry_run = dry_run;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let verb = if change.resource_version().is_some() {
+        let verb = if resource_version.is_some() {
             "update"
         } else {
             "create"
         };
-        match self
-            .api
-            .patch(&change.name, &pp, &Patch::Apply(&body))
-            .await
-        {
+        match self.api.patch(name, &pp, &Patch::Apply(&body)).await {
             Ok(applied) => Ok(Applied::of(applied)),
             Err(e) if status_code(&e) == Some(409) => {
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let current = self
                     .api
-                    .get_opt(&change.name)
+                    .get_opt(name)
                     .await
-                    .map_err(|e| self.explain(e, "get", Some(&change.name)))?;
+                    .map_err(|e| self.explain(e, "get", Some(name)))?;
                 let already = current.filter(|c| {
                     let c = serde_json::to_value(c).unwrap_or_default();
                     is_subset(&body["metadata"]["labels"], &c["metadata"]["labels"])
@@ -337,64 +361,63 @@ impl Kube {
                         && is_subset(&body["spec"], &c["spec"])
                 });
                 if let Some(current) = already {
-                    log::info!("{}: already as desired (written concurrently)", change.name);
+                    log::info!("{name}: already as desired (written concurrently)");
                     Ok(Applied::of(current))
                 } else {
-                    Err(self.explain(e, verb, Some(&change.name)).context(
+                    Err(self.explain(e, verb, Some(name)).context(
                         "the object changed since m2s listed it; not overwritten (the next run will retry)",
                     ))
                 }
             }
-            Err(e) => Err(self.explain(e, verb, Some(&change.name))),
+            Err(e) => Err(self.explain(e, verb, Some(name))),
         }
     }
 
-    /// Deletes with the listed UID and resourceVersion as preconditions, so a re-created or
-    /// changed object of the same name is never deleted by mistake. Already gone is success.
-    pub async fn delete(&self, change: &Change, dry_run: bool) -> Result<()> {
+    /// Deletes `name` with the UID and resourceVersion m2s read as preconditions, so a
+    /// re-created or changed object of the same name is never deleted by mistake. Already gone
+    /// is success.
+    pub(crate) async fn delete(
+        &self,
+        name: &str,
+        uid: Option<&str>,
+        resource_version: Option<&str>,
+        dry_run: bool,
+    ) -> Result<()> {
         let dp = DeleteParams {
             dry_run,
             preconditions: Some(Preconditions {
-                uid: change.uid().map(String::from),
-                resource_version: change.resource_version().map(String::from),
+                uid: uid.map(String::from),
+                resource_version: resource_version.map(String::from),
             }),
             ..DeleteParams::default()
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        match self.api.delete(&change.name, &dp).await {
+        match self.api.delete(name, &dp).await {
             Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => {
-                log::info!("{}: already deleted", change.name);
+                log::info!("{name}: already deleted");
                 Ok(())
             }
-            Err(e) if status_code(&e) == Some(409) => Err(self.explain(e, "delete", Some(&change.name)).context(
+            Err(e) if status_code(&e) == Some(409) => Err(self.explain(e, "delete", Some(name)).context(
                 "the object was changed or re-created since m2s listed it; not deleted (the next run decides again)",
             )),
-            Err(e) => Err(self.explain(e, "delete", Some(&change.name))),
+            Err(e) => Err(self.explain(e, "delete", Some(name))),
         }
     }
 }
 
 impl Kube {
     /// The client, for the other resources of a run (Events).
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.api.clone().into_client()
     }
 
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    pub fn resource(&self) -> TargetResource {
+    pub(crate) fn resource(&self) -> TargetResource {
         self.resource
     }
-}
-
-/// Whether labels carry [`owned_selector`] for `instance`.
-pub fn is_owned(labels: Option<&BTreeMap<String, String>>, instance: &str) -> bool {
-    labels.is_some_and(|l| {
-        l.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
-            && l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
-    })
 }

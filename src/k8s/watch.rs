@@ -1,4 +1,4 @@
-//! WATCH of the objects of one instance (`sync --wait`, `m2s status --wait`).
+//! WATCH of the objects of one instance (`sync --wait`).
 
 use std::sync::atomic::Ordering;
 
@@ -6,11 +6,12 @@ use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use kube::api::{WatchEvent, WatchParams};
 
-use super::{owned_selector, Applied, Kube};
+use super::{Applied, Kube};
+use crate::keys::owned_selector;
 
 /// One change a watch reported about an object of this instance.
 #[derive(Debug, Clone)]
-pub enum Watched {
+pub(crate) enum Watched {
     Changed { name: String, object: Applied },
     Deleted { name: String },
 }
@@ -21,7 +22,7 @@ impl Kube {
     /// to `each` until it returns false. An empty `resource_version` starts with the current
     /// state of every object. Returns the resourceVersion to watch on from, or `None` when the
     /// server no longer has that version (410 Gone).
-    pub async fn watch_owned(
+    pub(crate) async fn watch_owned(
         &self,
         instance: &str,
         resource_version: &str,

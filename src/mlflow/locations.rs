@@ -98,21 +98,12 @@ impl<'a> Completed<'a> {
 
 /// A version's location and its `m2s.*` tags (read with it when the search did not tell them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    pub location: ArtifactLocation,
-    pub version_tags: Vec<Tag>,
+pub(crate) struct Resolved {
+    pub(crate) location: ArtifactLocation,
+    pub(crate) version_tags: Vec<Tag>,
 }
 
 impl MlflowClient {
-    /// Where the files of `version` are. Looks the version up first when only its number is
-    /// known (`version.source` is `None`, as for aliases).
-    pub fn resolve(&self, version: VersionRef) -> Result<EntryResult<ArtifactLocation>> {
-        match self.complete(version)? {
-            Ok(v) => self.locate(v.view(version.model), &HashMap::new()),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
     /// `version` with its source: as given, or read from MLflow when only its number is known.
     fn complete<'a>(&self, version: VersionRef<'a>) -> Result<EntryResult<Completed<'a>>> {
         if version.source.is_some() {
@@ -210,7 +201,7 @@ impl MlflowClient {
     /// `versions` are (registered model name, version) pairs; the results are boxed, as plans
     /// keep them.
     /// `versions` are taken [`RESOLVE_CHUNK`] at a time, never all at once.
-    pub fn resolve_all<'a>(
+    pub(crate) fn resolve_all<'a>(
         &self,
         versions: impl ExactSizeIterator<Item = VersionRef<'a>>,
     ) -> Result<Vec<EntryResult<Box<Resolved>>>> {

@@ -13,16 +13,20 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::config::{MlflowAuth, MlflowConfig};
+use crate::settings::Tag;
 
-pub use locations::Resolved;
-pub use registry::{name_filter, parse_search_page};
-pub use webhooks::Webhook;
+pub(crate) use locations::Resolved;
+#[cfg(test)]
+pub(crate) use registry::parse_search_page;
+pub(crate) use webhooks::Webhook;
 
 /// `registered-models/search` accepts at most 1000 per page.
 const PAGE_SIZE: u32 = 1000;
@@ -31,49 +35,42 @@ const MAX_PAGES: usize = 10_000;
 const MAX_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Tag {
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct AliasRef {
-    pub alias: String,
-    pub version: String,
+pub(crate) struct AliasRef {
+    pub(crate) alias: String,
+    pub(crate) version: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
-pub struct ModelVersion {
-    pub name: String,
-    pub version: String,
+pub(crate) struct ModelVersion {
+    pub(crate) name: String,
+    pub(crate) version: String,
     #[serde(default)]
-    pub current_stage: Option<String>,
+    pub(crate) current_stage: Option<String>,
     #[serde(default)]
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     #[serde(default)]
-    pub run_id: Option<String>,
+    pub(crate) run_id: Option<String>,
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     #[serde(default)]
-    pub tags: Vec<Tag>,
+    pub(crate) tags: Vec<Tag>,
 }
 
 /// What resolving a version needs, borrowed: from a registry entry, or from a version just
 /// read from MLflow. `source: None` means only the number is known (it is read first).
 #[derive(Debug, Clone, Copy)]
-pub struct VersionRef<'a> {
-    pub model: &'a str,
-    pub version: &'a str,
-    pub source: Option<&'a str>,
-    pub run_id: Option<&'a str>,
-    pub status: Option<&'a str>,
-    pub tags: &'a [Tag],
+pub(crate) struct VersionRef<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) source: Option<&'a str>,
+    pub(crate) run_id: Option<&'a str>,
+    pub(crate) status: Option<&'a str>,
+    pub(crate) tags: &'a [Tag],
 }
 
 impl ModelVersion {
     /// This version of `model`, borrowed.
-    pub fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
+    pub(crate) fn view<'a>(&'a self, model: &'a str) -> VersionRef<'a> {
         VersionRef {
             model,
             version: &self.version,
@@ -86,20 +83,20 @@ impl ModelVersion {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
-pub struct RegisteredModel {
-    pub name: String,
+pub(crate) struct RegisteredModel {
+    pub(crate) name: String,
     #[serde(default)]
-    pub creation_timestamp: Option<i64>,
+    pub(crate) creation_timestamp: Option<i64>,
     #[serde(default)]
-    pub latest_versions: Vec<ModelVersion>,
+    pub(crate) latest_versions: Vec<ModelVersion>,
     #[serde(default)]
-    pub tags: Vec<Tag>,
+    pub(crate) tags: Vec<Tag>,
     #[serde(default)]
-    pub aliases: Vec<AliasRef>,
+    pub(crate) aliases: Vec<AliasRef>,
 }
 
 impl RegisteredModel {
-    pub fn tag(&self, key: &str) -> Option<&str> {
+    pub(crate) fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
             .find(|t| t.key == key)
@@ -107,26 +104,27 @@ impl RegisteredModel {
     }
 }
 
-/// Everything m2s reads from the registry in one run.
+/// A whole registry at once (the tests' registries).
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistrySnapshot {
-    pub models: Vec<RegisteredModel>,
+pub(crate) struct RegistrySnapshot {
+    pub(crate) models: Vec<RegisteredModel>,
 }
 
 /// An answer MLflow gave with a status the caller handles itself.
 #[derive(Debug, Clone)]
-pub struct Refused {
-    pub url: String,
-    pub status: StatusCode,
+pub(crate) struct Refused {
+    pub(crate) url: String,
+    pub(crate) status: StatusCode,
     /// `" (ERROR_CODE: message)"`, or empty.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// Outcome of resolving one version's artifact location: `Err` is a problem of that entry only
 /// (reported, others proceed); an outer `Err` is a failure to read MLflow (the run stops).
-pub type EntryResult<T> = std::result::Result<T, String>;
+pub(crate) type EntryResult<T> = std::result::Result<T, String>;
 
-pub struct MlflowClient {
+pub(crate) struct MlflowClient {
     http: Client,
     base: Url,
     requests: AtomicU64,
@@ -135,7 +133,7 @@ pub struct MlflowClient {
 }
 
 impl MlflowClient {
-    pub fn new(cfg: &MlflowConfig) -> Result<MlflowClient> {
+    pub(crate) fn new(cfg: &MlflowConfig) -> Result<MlflowClient> {
         let mut headers = reqwest::header::HeaderMap::new();
         match &cfg.auth {
             MlflowAuth::None => {}
@@ -146,7 +144,7 @@ impl MlflowClient {
                 headers.insert(reqwest::header::AUTHORIZATION, v);
             }
             MlflowAuth::Basic { username, password } => {
-                let encoded = base64_encode(format!("{username}:{password}").as_bytes());
+                let encoded = STANDARD.encode(format!("{username}:{password}"));
                 let mut v = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}"))
                     .map_err(|_| anyhow!("MLflow username/password contain characters not allowed in an HTTP header"))?;
                 v.set_sensitive(true);
@@ -187,14 +185,8 @@ impl MlflowClient {
         })
     }
 
-    /// Shortens the retry back-off (tests of the retry path).
-    pub fn with_retry_base(mut self, base: Duration) -> Self {
-        self.retry_base = base;
-        self
-    }
-
     /// HTTP requests sent so far (retries included).
-    pub fn requests_sent(&self) -> u64 {
+    pub(crate) fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
@@ -353,7 +345,7 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
 
 /// Applies `f` to every item on up to `workers` threads, keeping the order; fails on the first
 /// error (the remaining items are skipped).
-pub fn parallel_map<T: Sync, R: Send>(
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> Result<R> + Sync,
@@ -427,59 +419,5 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn base64_encode(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), expected);
-        }
-    }
-
-    #[test]
-    fn parallel_map_keeps_order_and_stops_on_error() {
-        let items: Vec<u32> = (0..100).collect();
-        let out = parallel_map(&items, 8, |i| Ok(i * 2)).unwrap();
-        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        let err = parallel_map(
-            &items,
-            8,
-            |i| if *i == 50 { bail!("boom {i}") } else { Ok(*i) },
-        );
-        assert_eq!(err.unwrap_err().to_string(), "boom 50");
-        assert!(parallel_map(&Vec::<u32>::new(), 4, |i| Ok(*i))
-            .unwrap()
-            .is_empty());
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
-use super::{MlflowClient, ModelVersion, RegisteredModel, RegistrySnapshot, MAX_PAGES, PAGE_SIZE};
+use super::{MlflowClient, ModelVersion, RegisteredModel, MAX_PAGES, PAGE_SIZE};
 
 #[derive(Debug, Deserialize)]
 struct SearchPage {
@@ -20,8 +20,10 @@ struct VersionResponse {
     model_version: ModelVersion,
 }
 
-/// Parses one page of `registered-models/search`; public for the fuzz and property tests.
-pub fn parse_search_page(body: &[u8]) -> Result<(Vec<RegisteredModel>, Option<String>)> {
+/// Parses one page of `registered-models/search` into the type every search reads (the fuzz
+/// and property tests feed it).
+#[cfg(test)]
+pub(crate) fn parse_search_page(body: &[u8]) -> Result<(Vec<RegisteredModel>, Option<String>)> {
     let page: SearchPage = serde_json::from_slice(body)?;
     Ok((
         page.registered_models,
@@ -33,7 +35,7 @@ impl MlflowClient {
     /// Every registered model matching `filter` (with latest versions per stage, tags and
     /// aliases), handed to `page` one search page at a time: a large registry is never held
     /// whole. A failing page fails the call; pages already handed over must then be discarded.
-    pub fn for_each_model_page(
+    pub(crate) fn for_each_model_page(
         &self,
         filter: Option<&str>,
         mut page: impl FnMut(Vec<RegisteredModel>),
@@ -73,7 +75,11 @@ impl MlflowClient {
     /// The registered model named `name` if it also matches `filter`; `None` when MLflow does
     /// not return it (deleted, renamed, or outside the filter). One search request for any
     /// name MLflow's filter language can quote.
-    pub fn model_named(&self, name: &str, filter: Option<&str>) -> Result<Option<RegisteredModel>> {
+    pub(crate) fn model_named(
+        &self,
+        name: &str,
+        filter: Option<&str>,
+    ) -> Result<Option<RegisteredModel>> {
         let search = name_filter(name, filter);
         let mut found = None;
         self.for_each_model_page(Some(&search), |page| {
@@ -84,14 +90,7 @@ impl MlflowClient {
         Ok(found)
     }
 
-    /// Every registered model matching `filter`, at once (small registries, tests).
-    pub fn snapshot(&self, filter: Option<&str>) -> Result<RegistrySnapshot> {
-        let mut models = Vec::new();
-        self.for_each_model_page(filter, |page| models.extend(page))?;
-        Ok(RegistrySnapshot { models })
-    }
-
-    pub fn model_version(&self, name: &str, version: &str) -> Result<Option<ModelVersion>> {
+    pub(crate) fn model_version(&self, name: &str, version: &str) -> Result<Option<ModelVersion>> {
         Ok(self
             .get_json::<VersionResponse>(
                 "model-versions/get",
@@ -106,7 +105,7 @@ impl MlflowClient {
 /// contain; a name with both quotes is searched by the prefix before its first quote (a
 /// superset, which [`MlflowClient::model_named`] narrows to the exact name). MLflow accepts
 /// `AND` but no parentheses, so the user's filter is appended as it is.
-pub fn name_filter(name: &str, filter: Option<&str>) -> String {
+pub(crate) fn name_filter(name: &str, filter: Option<&str>) -> String {
     let clause = if !name.contains('\'') {
         format!("name = '{name}'")
     } else if !name.contains('"') {
@@ -122,50 +121,4 @@ pub fn name_filter(name: &str, filter: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mlflow::AliasRef;
-
-    #[test]
-    fn parses_a_search_page() {
-        let body = br#"{"registered_models":[{"name":"iris","creation_timestamp":1,
-            "latest_versions":[{"name":"iris","version":"3","current_stage":"Production",
-            "source":"runs:/r1/model","run_id":"r1","status":"READY",
-            "tags":[{"key":"m2s.memory","value":"2Gi"}]}],
-            "tags":[{"key":"deployment-image","value":"x/y:1"}],
-            "aliases":[{"alias":"champion","version":"2"}]}],"next_page_token":"abc"}"#;
-        let (models, token) = parse_search_page(body).unwrap();
-        assert_eq!(token.as_deref(), Some("abc"));
-        assert_eq!(models[0].latest_versions[0].version, "3");
-        assert_eq!(models[0].latest_versions[0].tags[0].value, "2Gi");
-        assert_eq!(models[0].tag("deployment-image"), Some("x/y:1"));
-        assert_eq!(
-            models[0].aliases[0],
-            AliasRef {
-                alias: "champion".into(),
-                version: "2".into()
-            }
-        );
-        let (models, token) = parse_search_page(b"{}").unwrap();
-        assert!(models.is_empty() && token.is_none());
-        assert!(parse_search_page(b"{\"registered_models\":[{}]}").is_err());
-        assert!(parse_search_page(b"<html>").is_err());
-    }
-
-    #[test]
-    fn name_filters_quote_what_mlflow_can_quote() {
-        assert_eq!(name_filter("iris", None), "name = 'iris'");
-        assert_eq!(
-            name_filter("iris", Some(" name LIKE 'ir%' ")),
-            "name = 'iris' AND name LIKE 'ir%'"
-        );
-        assert_eq!(name_filter("it's", Some("")), "name = \"it's\"");
-        assert_eq!(name_filter("a\"b", None), "name = 'a\"b'");
-        // `%` and `_` are literal under `=`; a name with both quotes falls back to a prefix.
-        assert_eq!(name_filter("50%_x", None), "name = '50%_x'");
-        assert_eq!(
-            name_filter("it's \"x\"", Some("tags.team = 'a'")),
-            "name LIKE 'it%' AND tags.team = 'a'"
-        );
-    }
-}
+mod tests;

@@ -18,7 +18,7 @@ const HANDLED: [StatusCode; 3] = [
 impl MlflowClient {
     /// The tags of version `version` of `model` whose keys start with `prefix`; `None` when
     /// the version is gone.
-    pub fn version_tags(
+    pub(crate) fn version_tags(
         &self,
         model: &str,
         version: &str,
@@ -33,7 +33,7 @@ impl MlflowClient {
     }
 
     /// Sets tag `key` of version `version` of `model` (`model-versions/set-tag`).
-    pub fn set_version_tag(
+    pub(crate) fn set_version_tag(
         &self,
         model: &str,
         version: &str,
@@ -54,7 +54,7 @@ impl MlflowClient {
 
     /// Deletes tag `key` of version `version` of `model` (`model-versions/delete-tag`); a tag
     /// or version already gone is no error.
-    pub fn delete_version_tag(&self, model: &str, version: &str, key: &str) -> Result<()> {
+    pub(crate) fn delete_version_tag(&self, model: &str, version: &str, key: &str) -> Result<()> {
         let body = json!({ "name": model, "version": version, "key": key });
         self.write_tag(
             Method::DELETE,

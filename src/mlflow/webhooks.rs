@@ -12,13 +12,13 @@ use super::{MlflowClient, MAX_PAGES};
 
 /// A webhook as MLflow lists it (its secret is never returned).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Webhook {
-    pub webhook_id: String,
-    pub name: String,
+pub(crate) struct Webhook {
+    pub(crate) webhook_id: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub url: String,
+    pub(crate) url: String,
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +36,7 @@ struct WebhookResponse {
 
 impl MlflowClient {
     /// The webhooks named `name` (MLflow does not make names unique), all pages read.
-    pub fn webhooks_named(&self, name: &str) -> Result<Vec<Webhook>> {
+    pub(crate) fn webhooks_named(&self, name: &str) -> Result<Vec<Webhook>> {
         let mut found = Vec::new();
         let mut seen_tokens = HashSet::new();
         let mut token: Option<String> = None;
@@ -68,12 +68,12 @@ impl MlflowClient {
     }
 
     /// Creates a webhook from `body` (name, url, events, secret, ...).
-    pub fn create_webhook(&self, body: &Value) -> Result<Webhook> {
+    pub(crate) fn create_webhook(&self, body: &Value) -> Result<Webhook> {
         self.send_webhook(Method::POST, "webhooks".to_string(), body)
     }
 
     /// Updates webhook `id` with the fields of `body`.
-    pub fn update_webhook(&self, id: &str, body: &Value) -> Result<Webhook> {
+    pub(crate) fn update_webhook(&self, id: &str, body: &Value) -> Result<Webhook> {
         self.send_webhook(Method::PATCH, format!("webhooks/{id}"), body)
     }
 

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
@@ -20,20 +21,18 @@ mod observe;
 mod tests;
 
 use observe::reasons;
-pub use observe::{
-    is_subset, ActualObject, Before, Differing, Found, ObjectRef, Observer, StaleObject, Verdict,
-};
+pub(crate) use observe::{Differing, Found, ObjectRef, Observer, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Update,
     Delete,
 }
 
 impl Action {
-    pub fn symbol(self) -> char {
+    pub(crate) fn symbol(self) -> char {
         match self {
             Action::Create => '+',
             Action::Update => '~',
@@ -45,94 +44,94 @@ impl Action {
 /// One change. Create and update render their body again when applied (from `entry` and
 /// `resolved`), so a plan of thousands of objects never holds their bodies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub action: Action,
-    pub name: Arc<str>,
+pub(crate) struct Change {
+    pub(crate) action: Action,
+    pub(crate) name: Arc<str>,
     /// Index of the entry in the registry (create, update).
-    pub entry: Option<usize>,
+    pub(crate) entry: Option<usize>,
     /// The listed object (update, delete): preconditions and what it served.
-    pub object: Option<Box<ObjectRef>>,
+    pub(crate) object: Option<Box<ObjectRef>>,
     /// Where the files are (create, update).
-    pub resolved: Option<Box<Resolved>>,
-    pub reason: Cow<'static, str>,
+    pub(crate) resolved: Option<Box<Resolved>>,
+    pub(crate) reason: Cow<'static, str>,
 }
 
 impl Change {
-    pub fn entry<'r>(&self, registry: &'r Registry) -> Option<&'r Entry> {
+    pub(crate) fn entry<'r>(&self, registry: &'r Registry) -> Option<&'r Entry> {
         self.entry.map(|i| &registry.entries[i])
     }
-    pub fn model<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+    pub(crate) fn model<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
         match self.entry(registry) {
             Some(e) => Some(&e.model.name),
             None => self.object.as_ref()?.model.as_deref(),
         }
     }
-    pub fn version<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+    pub(crate) fn version<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
         match self.entry(registry) {
             Some(e) => Some(&e.version.version),
             None => self.object.as_ref()?.version.as_deref(),
         }
     }
     /// The version an update moves away from.
-    pub fn previous_version(&self) -> Option<&str> {
+    pub(crate) fn previous_version(&self) -> Option<&str> {
         match self.action {
             Action::Update => self.object.as_ref()?.version.as_deref(),
             _ => None,
         }
     }
-    pub fn selector<'r>(&'r self, registry: &'r Registry) -> Option<&'r Selector> {
+    pub(crate) fn selector<'r>(&'r self, registry: &'r Registry) -> Option<&'r Selector> {
         match self.entry(registry) {
             Some(e) => Some(&e.selector),
             None => self.object.as_ref()?.selector.as_ref(),
         }
     }
     /// The model URI the object gets (create, update).
-    pub fn model_uri(&self, cfg: &DeployConfig) -> Option<String> {
+    pub(crate) fn model_uri(&self, cfg: &DeployConfig) -> Option<String> {
         let r = self.resolved.as_ref()?;
         crate::artifacts::model_uri(&r.location, cfg.storage_root.as_deref(), cfg.target).ok()
     }
-    pub fn uid(&self) -> Option<&str> {
+    pub(crate) fn uid(&self) -> Option<&str> {
         self.object.as_ref()?.uid.as_deref()
     }
-    pub fn resource_version(&self) -> Option<&str> {
+    pub(crate) fn resource_version(&self) -> Option<&str> {
         self.object.as_ref()?.resource_version.as_deref()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Sorted by name.
-    pub changes: Vec<Change>,
+    pub(crate) changes: Vec<Change>,
     /// Managed objects already as desired, as indices of their registry entries (a large
     /// registry's no-op run keeps no copy of the names).
-    pub unchanged: Vec<usize>,
+    pub(crate) unchanged: Vec<usize>,
     /// Entries that cannot be served as asked; their objects are left as they are.
-    pub errors: Vec<EntryError>,
+    pub(crate) errors: Vec<EntryError>,
     /// Managed objects found in the cluster.
-    pub managed: usize,
+    pub(crate) managed: usize,
     /// UIDs of the objects left as they are because their entry cannot be deployed.
-    pub held: BTreeMap<String, String>,
+    pub(crate) held: BTreeMap<String, String>,
 }
 
 impl Plan {
     /// Names of the managed objects already as desired.
-    pub fn unchanged_names<'r>(
+    pub(crate) fn unchanged_names<'r>(
         &self,
         registry: &'r Registry,
     ) -> impl Iterator<Item = &'r str> + use<'_, 'r> {
         self.unchanged.iter().map(|&i| &*registry.entries[i].name)
     }
-    pub fn count(&self, action: Action) -> usize {
+    pub(crate) fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
     }
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 }
 
 /// Plans every entry and unwanted object. `resolved` has, for each entry in
 /// [`Observer::to_resolve`]'s order, where its files are (or why that is unknown).
-pub fn compute(
+pub(crate) fn compute(
     registry: &Registry,
     observer: Observer,
     resolved: Vec<EntryResult<Box<Resolved>>>,
@@ -248,10 +247,36 @@ fn delete_reason(o: &ObjectRef, cfg: &DeployConfig, registry: &Registry) -> Stri
     }
 }
 
+/// "iris v3 → v4 (stage Production)": what a plan line is about.
+pub(crate) fn describe(
+    model: Option<&str>,
+    version: Option<&str>,
+    previous: Option<&str>,
+    selector: Option<&Selector>,
+) -> String {
+    let mut s = String::new();
+    if let Some(m) = model {
+        let _ = write!(s, "{m}");
+    }
+    match (previous, version) {
+        (Some(p), Some(v)) if p != v => {
+            let _ = write!(s, " v{p} → v{v}");
+        }
+        (_, Some(v)) => {
+            let _ = write!(s, " v{v}");
+        }
+        _ => {}
+    }
+    if let Some(sel) = selector {
+        let _ = write!(s, " ({sel})");
+    }
+    s.trim().to_string()
+}
+
 /// Refuses plans that delete everything m2s manages (an empty or unreadable registry looks
 /// the same) or more than `max_deletes` objects. The refusal says what the registry does ask
 /// for: after a rename it asks for other objects, not for none.
-pub fn check_deletion_guard(
+pub(crate) fn check_deletion_guard(
     plan: &Plan,
     cfg: &DeployConfig,
     allow_delete_all: bool,

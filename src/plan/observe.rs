@@ -5,43 +5,29 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::config::DeployConfig;
-use crate::desired::{
-    recorded, render, Desired, Registry, Selector, ANNOTATION_PREFIX, ANN_ALIAS, ANN_MODEL_NAME,
-    ANN_MODEL_URI, ANN_MODEL_VERSION, ANN_OVERLAY_HASH, ANN_SPEC_HASH, ANN_STAGE,
+use crate::desired::{recorded, render, Desired, Registry, Selector};
+use crate::json::is_subset;
+use crate::k8s::ListedObject;
+use crate::keys::{
+    ANNOTATION_PREFIX, ANN_ALIAS, ANN_MODEL_NAME, ANN_MODEL_URI, ANN_MODEL_VERSION,
+    ANN_OVERLAY_HASH, ANN_SPEC_HASH, ANN_STAGE,
 };
 use crate::mlflow::Resolved;
 use crate::targets::{canonical_quantities, field_changes, field_values};
 
-/// An object in the cluster that carries m2s's labels, as listed.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ActualObject {
-    pub name: String,
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub spec: Value,
-}
-
-impl ActualObject {
-    fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.get(key).map(String::as_str)
-    }
-}
-
 /// The identity of a listed object and what it serves: all a plan keeps of it.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ObjectRef {
-    pub name: String,
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
-    pub model: Option<String>,
-    pub version: Option<String>,
-    pub selector: Option<Selector>,
+pub(crate) struct ObjectRef {
+    pub(crate) name: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) resource_version: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) selector: Option<Selector>,
 }
 
 impl ObjectRef {
-    pub fn of(a: &ActualObject) -> ObjectRef {
+    pub(crate) fn of(a: &ListedObject) -> ObjectRef {
         ObjectRef {
             name: a.name.clone(),
             uid: a.uid.clone(),
@@ -61,17 +47,17 @@ impl ObjectRef {
 
 /// What an object was before an update, for the reasons.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Before {
-    pub version: Option<String>,
-    pub model_uri: Option<String>,
-    pub spec_hash: Option<String>,
-    pub overlay_hash: Option<String>,
+pub(crate) struct Before {
+    pub(crate) version: Option<String>,
+    pub(crate) model_uri: Option<String>,
+    pub(crate) spec_hash: Option<String>,
+    pub(crate) overlay_hash: Option<String>,
     /// The target's setting fields, as [`field_values`] reads them.
-    pub fields: Vec<Option<String>>,
+    pub(crate) fields: Vec<Option<String>>,
 }
 
 impl Before {
-    fn of(a: &ActualObject, cfg: &DeployConfig) -> Before {
+    fn of(a: &ListedObject, cfg: &DeployConfig) -> Before {
         let whole = serde_json::json!({ "spec": a.spec });
         Before {
             version: a.annotation(ANN_MODEL_VERSION).map(String::from),
@@ -85,7 +71,7 @@ impl Before {
 
 /// What the cluster has for one entry.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum Found {
+pub(crate) enum Found {
     /// No object of that name.
     #[default]
     Absent,
@@ -101,21 +87,21 @@ pub enum Found {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Differing {
-    pub object: ObjectRef,
-    pub resolved: Resolved,
-    pub reasons: Vec<String>,
+pub(crate) struct Differing {
+    pub(crate) object: ObjectRef,
+    pub(crate) resolved: Resolved,
+    pub(crate) reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct StaleObject {
-    pub object: ObjectRef,
-    pub before: Before,
+pub(crate) struct StaleObject {
+    pub(crate) object: ObjectRef,
+    pub(crate) before: Before,
 }
 
 /// What one listed object is, compared with the registry now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// As m2s would write it.
     InSync,
     /// Its entry wants something else (another version, other settings).
@@ -128,7 +114,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// How `status` shows it.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Verdict::InSync => "in sync",
             Verdict::UpdatePending => "update pending",
@@ -139,21 +125,21 @@ impl Verdict {
 }
 
 /// Compares listed objects with the registry's entries, one object at a time.
-pub struct Observer<'a> {
+pub(crate) struct Observer<'a> {
     registry: &'a Registry,
     cfg: &'a DeployConfig,
     /// Per entry of the registry, in its order.
-    pub found: Vec<Found>,
+    pub(crate) found: Vec<Found>,
     /// Objects no entry wants (and no entry error holds).
-    pub unwanted: Vec<ObjectRef>,
+    pub(crate) unwanted: Vec<ObjectRef>,
     /// UIDs of the objects left as they are because their entry cannot be deployed (for the
     /// Events about them).
-    pub held: BTreeMap<String, String>,
-    pub managed: usize,
+    pub(crate) held: BTreeMap<String, String>,
+    pub(crate) managed: usize,
 }
 
 impl<'a> Observer<'a> {
-    pub fn new(registry: &'a Registry, cfg: &'a DeployConfig) -> Self {
+    pub(crate) fn new(registry: &'a Registry, cfg: &'a DeployConfig) -> Self {
         Observer {
             registry,
             cfg,
@@ -165,7 +151,7 @@ impl<'a> Observer<'a> {
     }
 
     /// Takes in one listed object of this instance, and says what it is.
-    pub fn observe(&mut self, a: &ActualObject) -> Verdict {
+    pub(crate) fn observe(&mut self, a: &ListedObject) -> Verdict {
         self.managed += 1;
         let entries = &self.registry.entries;
         let Ok(i) = entries.binary_search_by(|e| (*e.name).cmp(&a.name)) else {
@@ -212,38 +198,23 @@ impl<'a> Observer<'a> {
         }
     }
 
-    fn hold(&mut self, a: &ActualObject) {
+    fn hold(&mut self, a: &ListedObject) {
         if let Some(uid) = &a.uid {
             self.held.insert(a.name.clone(), uid.clone());
         }
     }
 
     /// The entries whose location must be read from MLflow: no object yet, or a stale one.
-    pub fn to_resolve(&self) -> Vec<usize> {
+    pub(crate) fn to_resolve(&self) -> Vec<usize> {
         (0..self.found.len())
             .filter(|&i| matches!(self.found[i], Found::Absent | Found::Stale(_)))
             .collect()
     }
 }
 
-/// Whether every field of `want` is in `have` with the same value (objects may have more
-/// fields: the API server and the stack's webhooks add defaults; arrays match element-wise).
-pub fn is_subset(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Object(w), Value::Object(h)) => w
-            .iter()
-            .all(|(k, v)| h.get(k).is_some_and(|hv| is_subset(v, hv))),
-        (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        _ => want == have,
-    }
-}
-
 /// Whether the live object is as m2s would write it: m2s's annotations exactly, its labels and
 /// the overlay's annotations present, and the spec a superset (quantities by value).
-fn in_sync(d: &Desired, a: &ActualObject, cfg: &DeployConfig) -> bool {
+fn in_sync(d: &Desired, a: &ListedObject, cfg: &DeployConfig) -> bool {
     let want = d.annotations();
     let ours_now = a
         .annotations

@@ -2,7 +2,10 @@ use super::*;
 use crate::artifacts::ArtifactLocation;
 use crate::config::AliasSelection;
 use crate::desired::RegistryBuilder;
-use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot, Tag};
+use crate::json::is_subset;
+use crate::k8s::ListedObject;
+use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot};
+use crate::settings::Tag;
 use serde_json::{json, Value};
 
 fn cfg() -> DeployConfig {
@@ -57,7 +60,7 @@ fn resolved(e: &Entry) -> Resolved {
 fn plan_with(
     snap: &RegistrySnapshot,
     cfg: &DeployConfig,
-    actual: &[ActualObject],
+    actual: &[ListedObject],
 ) -> (Registry, Plan, usize) {
     let reg = registry(snap, cfg);
     let (plan, asked) = {
@@ -76,7 +79,7 @@ fn plan_with(
 }
 
 /// What the API server gives back for applied objects (plus server-side fields).
-fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ActualObject> {
+fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ListedObject> {
     let reg = registry(snap, cfg);
     reg.entries
         .iter()
@@ -98,7 +101,7 @@ fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ActualObject> {
             labels.insert("added-by-someone".into(), "x".into());
             let mut annotations = map(&o["metadata"]["annotations"]);
             annotations.insert("kubectl.kubernetes.io/last-applied".into(), "{}".into());
-            ActualObject {
+            ListedObject {
                 name: o["metadata"]["name"].as_str().unwrap().to_string(),
                 uid: Some(format!("uid-{}", o["metadata"]["name"].as_str().unwrap())),
                 resource_version: Some("7".into()),
@@ -267,15 +270,21 @@ fn overlay_change_updates_every_object() {
     let snap = snapshot(&[("iris", "3", "Production"), ("fraud", "1", "Production")]);
     let mut c = cfg().with_target("kserve");
     c.overlay = Some(
-        crate::overlay::Overlay::parse("spec: {predictor: {nodeSelector: {pool: a}}}", c.target)
-            .unwrap(),
+        crate::config::overlay::Overlay::parse(
+            "spec: {predictor: {nodeSelector: {pool: a}}}",
+            c.target,
+        )
+        .unwrap(),
     );
     let actual = applied(&snap, &c);
     let (_, plan, _) = plan_with(&snap, &c, &actual);
     assert!(plan.is_empty(), "{:?}", plan.changes);
     c.overlay = Some(
-        crate::overlay::Overlay::parse("spec: {predictor: {nodeSelector: {pool: b}}}", c.target)
-            .unwrap(),
+        crate::config::overlay::Overlay::parse(
+            "spec: {predictor: {nodeSelector: {pool: b}}}",
+            c.target,
+        )
+        .unwrap(),
     );
     let (_, plan, _) = plan_with(&snap, &c, &actual);
     assert_eq!(plan.count(Action::Update), 2);

@@ -8,7 +8,7 @@ use super::{check_fetchable, condition, text, Field, Readiness, Resource, Settin
 use crate::naming;
 use crate::settings::ServingSettings;
 
-pub struct KServe;
+pub(crate) struct KServe;
 
 const FIELDS: &[Field] = &[
     Field {
@@ -70,13 +70,13 @@ const FIELDS: &[Field] = &[
 ];
 
 /// KServe v0.20.0 `IsvcNameFmt` (pkg/apis/serving/v1beta1/inference_service_validation.go).
-pub fn is_isvc_name(name: &str) -> bool {
+pub(crate) fn is_isvc_name(name: &str) -> bool {
     naming::is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// With KServe's default ingress `domainTemplate` (`{{ .Name }}-{{ .Namespace }}.…`), the
 /// predictor's host label is `<name>-predictor-<namespace>`, and a DNS label has 63 characters.
-pub const HOST_LABEL_SUFFIX: &str = "-predictor-";
+pub(crate) const HOST_LABEL_SUFFIX: &str = "-predictor-";
 
 /// KServe v0.20.0 `DefaultBlockedEnvVars` (pkg/validation/env_policy.go).
 const BLOCKED_ENV: &[&str] = &["PYTHONPATH"];

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
-use crate::config::DeployConfig;
+use crate::json::set_pointer;
 use crate::naming;
 use crate::quantity::Quantity;
 use crate::settings::ServingSettings;
@@ -24,7 +24,7 @@ pub fn by_id(id: &str) -> Option<&'static dyn Target> {
     TARGETS.iter().copied().find(|t| t.id() == id)
 }
 
-pub fn ids() -> Vec<&'static str> {
+pub(crate) fn ids() -> Vec<&'static str> {
     TARGETS.iter().map(|t| t.id()).collect()
 }
 
@@ -131,7 +131,11 @@ impl Readiness {
 /// an older generation (`status.observedGeneration` below it) says nothing yet about the
 /// current spec, so it counts as `Creating` whatever it said. Controllers that do not report
 /// `observedGeneration` are taken at their word.
-pub fn readiness_of(target: &dyn Target, generation: Option<i64>, status: &Value) -> Readiness {
+pub(crate) fn readiness_of(
+    target: &dyn Target,
+    generation: Option<i64>,
+    status: &Value,
+) -> Readiness {
     let mut r = target.readiness(status);
     if let (Some(current), Some(observed)) = (generation, status["observedGeneration"].as_i64()) {
         if observed < current && r.state != State::Pending {
@@ -187,18 +191,20 @@ impl fmt::Debug for dyn Target {
     }
 }
 
-/// Where a setting's value comes from, for messages: a variable or a tag.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    pub setting: Setting,
-    pub name: &'static str,
+/// The platform's settings every object of a namespace gets (from the environment), and the
+/// serving image of one model: what [`setting_values`] writes beside the model's own tags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Platform<'a> {
+    pub(crate) image: Option<&'a str>,
+    pub(crate) registry_secret: Option<&'a str>,
+    pub(crate) model_secret: Option<&'a str>,
+    pub(crate) service_account: Option<&'a str>,
 }
 
 /// The settings of one object with their values as JSON, in a fixed order.
-pub fn setting_values(
+pub(crate) fn setting_values(
     settings: &ServingSettings,
-    image: Option<&str>,
-    cfg: &DeployConfig,
+    platform: &Platform,
 ) -> Vec<(Setting, Value)> {
     let mut out = Vec::new();
     let mut put = |s: Setting, v: Option<Value>| {
@@ -207,18 +213,18 @@ pub fn setting_values(
         }
     };
     let quantity = |q: Option<Quantity>| q.map(|q| json!(q.to_string()));
-    put(Setting::Image, image.map(|i| json!(i)));
+    put(Setting::Image, platform.image.map(|i| json!(i)));
     put(
         Setting::RegistrySecret,
-        cfg.registry_secret.as_ref().map(|s| json!([{ "name": s }])),
+        platform.registry_secret.map(|s| json!([{ "name": s }])),
     );
     put(
         Setting::ModelSecret,
-        cfg.model_secret.as_ref().map(|s| json!(s)),
+        platform.model_secret.map(|s| json!(s)),
     );
     put(
         Setting::ServiceAccount,
-        cfg.service_account.as_ref().map(|s| json!(s)),
+        platform.service_account.map(|s| json!(s)),
     );
     put(Setting::Replicas, settings.replicas.map(|r| json!(r)));
     put(
@@ -237,7 +243,7 @@ pub fn setting_values(
 
 /// Writes each setting at its fields' pointers. A setting without a field, or two settings
 /// writing one field, is refused; `origin` names where a setting came from.
-pub fn apply_settings(
+pub(crate) fn apply_settings(
     target: &dyn Target,
     object: &mut Value,
     values: &[(Setting, Value)],
@@ -276,78 +282,8 @@ pub fn apply_settings(
     Ok(())
 }
 
-/// Sets `value` at a JSON pointer, creating objects and arrays on the way (an array index must
-/// be an existing element or the next one).
-pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
-    let tokens: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let mut here = root;
-    for (i, token) in tokens.iter().enumerate() {
-        let last = i + 1 == tokens.len();
-        let next_is_index = tokens
-            .get(i + 1)
-            .is_some_and(|t| t.parse::<usize>().is_ok());
-        let empty = || if next_is_index { json!([]) } else { json!({}) };
-        here = match here {
-            Value::Object(map) => {
-                if last {
-                    map.insert(token.clone(), value);
-                    return Ok(());
-                }
-                map.entry(token.clone()).or_insert_with(empty)
-            }
-            Value::Array(items) => {
-                let index: usize = token
-                    .parse()
-                    .map_err(|_| format!("{pointer}: {token:?} is not an array index"))?;
-                if index == items.len() {
-                    items.push(if last { value.clone() } else { empty() });
-                } else if index > items.len() {
-                    return Err(format!("{pointer}: index {index} skips elements"));
-                }
-                if last {
-                    items[index] = value;
-                    return Ok(());
-                }
-                &mut items[index]
-            }
-            Value::Null => {
-                *here = if token.parse::<usize>().is_ok() {
-                    json!([])
-                } else {
-                    json!({})
-                };
-                return set_pointer_from(here, &tokens[i..], value, pointer);
-            }
-            _ => {
-                return Err(format!(
-                    "{pointer}: {token:?} is inside a value that is not an object"
-                ))
-            }
-        };
-    }
-    *here = value;
-    Ok(())
-}
-
-fn set_pointer_from(
-    here: &mut Value,
-    tokens: &[String],
-    value: Value,
-    pointer: &str,
-) -> Result<(), String> {
-    let rest: String = tokens
-        .iter()
-        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-        .collect();
-    set_pointer(here, &rest, value).map_err(|e| format!("{pointer}: {e}"))
-}
-
 /// The value at each field of `object`, as reasons show it (`None`: unset).
-pub fn field_values(target: &dyn Target, object: &Value) -> Vec<Option<String>> {
+pub(crate) fn field_values(target: &dyn Target, object: &Value) -> Vec<Option<String>> {
     target
         .fields()
         .iter()
@@ -360,7 +296,7 @@ pub fn field_values(target: &dyn Target, object: &Value) -> Vec<Option<String>> 
 }
 
 /// "replicas 1 → 3", one per field whose value differs (quantities by value).
-pub fn field_changes(
+pub(crate) fn field_changes(
     target: &dyn Target,
     before: &[Option<String>],
     after: &[Option<String>],
@@ -400,7 +336,7 @@ pub fn field_changes(
 /// `object` with its quantity fields spelt by value alone ([`Quantity::value_key`], where
 /// they parse), so that a spelling the API server or a controller chose does not look like a
 /// change; `None` when there is nothing to respell.
-pub fn canonical_quantities(target: &dyn Target, object: &Value) -> Option<Value> {
+pub(crate) fn canonical_quantities(target: &dyn Target, object: &Value) -> Option<Value> {
     let mut changed: Option<Value> = None;
     for f in target.fields().iter().filter(|f| f.setting.is_quantity()) {
         let current = changed.as_ref().unwrap_or(object).pointer(f.pointer);
@@ -423,32 +359,58 @@ pub fn canonical_quantities(target: &dyn Target, object: &Value) -> Option<Value
     changed
 }
 
+/// The scheme of a URI (`s3` of `s3://b/k`), if it has one.
+fn scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once("://")?;
+    (!scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+.-".contains(&c)))
+    .then_some(scheme)
+}
+
+/// Whether `target`'s model fetcher reads `uri`.
+pub(crate) fn fetches(target: &dyn Target, uri: &str) -> bool {
+    scheme(uri).is_some_and(|s| {
+        target
+            .fetchable_schemes()
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(s))
+    })
+}
+
+/// The schemes `target` fetches, for messages: `s3://, gs://`.
+pub(crate) fn fetchable_list(target: &dyn Target) -> String {
+    target
+        .fetchable_schemes()
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The stack's rule on storage URIs: its fetcher (`who`) must read `uri`'s scheme.
-pub fn check_fetchable(target: &dyn Target, uri: &str, who: &str) -> Result<(), String> {
-    if crate::artifacts::is_fetchable(uri, target) {
+pub(crate) fn check_fetchable(target: &dyn Target, uri: &str, who: &str) -> Result<(), String> {
+    if fetches(target, uri) {
         return Ok(());
     }
     Err(format!(
-        "{who} cannot fetch {uri:?} (supported: {}://)",
-        target.fetchable_schemes().join("://, ")
+        "{who} cannot fetch {uri:?} (supported: {})",
+        fetchable_list(target)
     ))
 }
 
 /// The condition of `type_` in a Kubernetes-style `status.conditions` list.
-pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+pub(crate) fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
     status["conditions"]
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
 }
 
-pub fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(String::from)
 }
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-#[path = "readiness_tests.rs"]
-mod readiness_tests;

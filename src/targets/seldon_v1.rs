@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use super::{condition, set_pointer, text, Field, Readiness, Resource, Setting, State, Target};
 use crate::settings::ServingSettings;
 
-pub struct SeldonV1;
+pub(crate) struct SeldonV1;
 
 /// Name of the predictor's graph node and of its container.
-pub const GRAPH_NODE: &str = "model";
+pub(crate) const GRAPH_NODE: &str = "model";
 const PREDICTOR: &str = "/spec/predictors/0";
 const COMPONENT: &str = "/spec/predictors/0/componentSpecs/0";
 const CONTAINER: &str = "/spec/predictors/0/componentSpecs/0/spec/containers/0";

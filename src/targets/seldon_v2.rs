@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{check_fetchable, condition, text, Field, Readiness, Resource, Setting, State, Target};
 use crate::settings::ServingSettings;
 
-pub struct SeldonV2;
+pub(crate) struct SeldonV2;
 
 const FIELDS: &[Field] = &[
     Field {

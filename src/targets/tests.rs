@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod readiness;
+
 #[test]
 fn targets_have_distinct_ids_and_resources() {
     let ids = ids();

@@ -1,0 +1,317 @@
+//! The command line: every setting is a flag and an `M2S_*` environment variable; flags win.
+//! These definitions are the one source of the configuration reference
+//! (`docs/reference/configuration.md` is generated from them). [`main`] parses them, turns them
+//! into plain values and runs the command.
+
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+pub use run::main;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "m2s",
+    version,
+    about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry",
+    long_about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry.\n\n\
+        Every registered model version in a deployed stage (or pointed at by a deployed alias) \
+        gets a serving object (a Seldon Core SeldonDeployment, a KServe InferenceService or a \
+        Seldon Core 2 Model: --target); moving the stage or alias updates it, removing it \
+        deletes it. Each run reads MLflow once, diffs against the objects labelled as its own, \
+        applies and exits: run it on a schedule (the Helm chart's CronJob does)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the serving objects match the registry, then exit.
+    Sync(SyncArgs),
+    /// Show what `sync` would change, without changing anything.
+    Plan(PlanArgs),
+    /// Show every object m2s manages: whether it serves, and whether it matches the registry.
+    Status(StatusArgs),
+    /// Receive MLflow registry webhooks and sync the model each event names, within about a
+    /// second; a full sync at start and every --resync-interval catches what no event reports.
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
+    #[arg(long, env = "M2S_DRY_RUN")]
+    pub dry_run: bool,
+    /// After applying, wait until every created or updated object is Available; exit 1 naming
+    /// each one that failed or was not ready in time (needs RBAC verb "watch").
+    #[arg(long, env = "M2S_WAIT")]
+    pub wait: bool,
+    /// How long --wait waits, in seconds (below M2S_RUN_TIMEOUT).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "M2S_WAIT_TIMEOUT",
+        default_value_t = 300
+    )]
+    pub wait_timeout: u64,
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// What a sync tells others about its work (`sync` and the webhook receiver).
+#[derive(Debug, Args, Clone)]
+pub struct FeedbackArgs {
+    /// Record a Kubernetes Event about each change (create, update, delete, failed write) and
+    /// each entry that cannot be deployed (needs RBAC verb "create" on events.events.k8s.io).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "M2S_EVENTS",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub events: bool,
+    /// Write each object's state and URL back to MLflow, as tags m2s.<namespace>.<name>.state
+    /// and .url on the model version it serves (needs MLflow's EDIT permission; the webhook
+    /// receiver writes back on its periodic full syncs).
+    #[arg(long, env = "M2S_WRITE_BACK")]
+    pub write_back: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    /// Sync only this registered model: read it alone from MLflow and touch only the objects
+    /// whose names derive from it (no namespace-wide LIST). A model MLflow does not return
+    /// (deleted, renamed, outside M2S_MODEL_FILTER) is left to a full sync.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_STATUS_OUTPUT")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_PLAN_OUTPUT")]
+    pub output: OutputFormat,
+    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// `m2s webhook`: the receiver, or `m2s webhook register`. The secret is only ever read from
+/// M2S_WEBHOOK_SECRET (a flag would show in the process list).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WebhookArgs {
+    #[command(subcommand)]
+    pub command: Option<WebhookCommand>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create or update this instance's webhook in MLflow (named after the instance and the
+    /// namespace), subscribed to the events m2s acts on, with M2S_WEBHOOK_SECRET as its secret.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address the receiver listens on (POST /webhook, GET /healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "M2S_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: String,
+    /// Seconds between full syncs (the first runs at start): they catch what no event reports
+    /// (stages, registered-model tags, deletions, lost deliveries).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "M2S_RESYNC_INTERVAL",
+        default_value_t = 300
+    )]
+    pub resync_interval: u64,
+    /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
+    #[arg(long, env = "M2S_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub feedback: FeedbackArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegisterArgs {
+    /// URL MLflow delivers to: this receiver's POST /webhook, e.g. http://m2s.m2s-system.svc:8080/webhook.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Print the request that would be sent (without the secret); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GuardArgs {
+    /// Allow a run that deletes every object m2s manages (refused by default: an empty or
+    /// unreadable registry looks the same).
+    #[arg(long, env = "M2S_ALLOW_DELETE_ALL")]
+    pub allow_delete_all: bool,
+    /// Refuse a run that would delete more than this many objects.
+    #[arg(long, value_name = "N", env = "M2S_MAX_DELETES")]
+    pub max_deletes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Settings of every command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// MLflow tracking server URL (falls back to MLFLOW_TRACKING_URI).
+    #[arg(long, global = true, value_name = "URL", env = "M2S_MLFLOW_HOST")]
+    pub mlflow_host: Option<String>,
+    /// Serving stack: seldon-v1 (SeldonDeployment), kserve (InferenceService) or seldon-v2
+    /// (Seldon Core 2 Model).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TARGET",
+        env = "M2S_TARGET",
+        default_value = "seldon-v1"
+    )]
+    pub target: String,
+    /// Namespace of the serving objects [env: M2S_NAMESPACE, or the old M2S_SELDON_DEPLOYMENT_NS].
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// URI prefix under which the serving pods read MLflow's artifact root
+    /// (e.g. s3://bucket/mlruns, pvc://mlflow-artifacts/mlruns).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URI",
+        env = "M2S_MLFLOW_STORAGE_ROOT"
+    )]
+    pub storage_root: Option<String>,
+    /// Serving image for every model (default: the stack's own MLflow server image)
+    /// [deprecated alias: M2S_SELDON_NEURO_DEF_IMAGE].
+    #[arg(
+        long,
+        global = true,
+        value_name = "IMAGE",
+        env = "M2S_SELDON_DEF_IMAGE"
+    )]
+    pub default_image: Option<String>,
+    /// Registered-model tag whose value overrides the serving image for that model.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TAG",
+        env = "M2S_MLFLOW_DEPLOY_IMG_TAG",
+        default_value = "deployment-image"
+    )]
+    pub image_tag: String,
+    /// imagePullSecret for the serving pods.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECRET",
+        env = "M2S_REGISTRY_SECRET"
+    )]
+    pub registry_secret: Option<String>,
+    /// Secret with the storage credentials (Seldon envSecretRefName, Seldon Core 2 secretName).
+    #[arg(long, global = true, value_name = "SECRET", env = "M2S_MODEL_SECRET")]
+    pub model_secret: Option<String>,
+    /// ServiceAccount of the serving pods (KServe reads storage credentials through it).
+    #[arg(long, global = true, value_name = "NAME", env = "M2S_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// YAML or JSON merge patch (RFC 7386) applied to every object m2s renders.
+    #[arg(long, global = true, value_name = "FILE", env = "M2S_OVERLAY")]
+    pub overlay: Option<PathBuf>,
+    /// Stages to deploy, comma separated.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LIST",
+        env = "M2S_STAGES",
+        default_value = "Staging,Production"
+    )]
+    pub stages: String,
+    /// Aliases to deploy, comma separated; `*` deploys every alias.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LIST",
+        env = "M2S_ALIASES",
+        default_value = ""
+    )]
+    pub aliases: String,
+    /// Value of the m2s.io/instance label, so several m2s can share a namespace.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "M2S_INSTANCE",
+        default_value = "m2s"
+    )]
+    pub instance: String,
+    /// MLflow search filter for registered models, e.g. "name LIKE 'team-a-%'".
+    #[arg(long, global = true, value_name = "FILTER", env = "M2S_MODEL_FILTER")]
+    pub model_filter: Option<String>,
+    /// Kubernetes writes (and MLflow look-ups) in flight at once.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "M2S_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub concurrency: usize,
+    /// Timeout of each network request, in seconds.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "M2S_REQUEST_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub request_timeout: u64,
+    /// Deadline of the whole run, in seconds: past it the run stops with an error.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "M2S_RUN_TIMEOUT",
+        default_value_t = 600
+    )]
+    pub run_timeout: u64,
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}

@@ -1,0 +1,294 @@
+//! From parsed arguments to a finished command: plain values for the layers below, the
+//! command run, its result printed, and the exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+
+use super::{
+    Cli, Command, FeedbackArgs, GlobalArgs, GuardArgs, OutputFormat, PlanArgs, ScopeArgs,
+    ServeArgs, SyncArgs, WebhookCommand,
+};
+use crate::commands::register::{register, Registration};
+use crate::commands::{self, PlanRun};
+use crate::config::{process_env, Config, Inputs};
+use crate::engine::apply::SyncOptions;
+use crate::engine::{not_deployable, Guard, Scope};
+use crate::present::plan::{render_json, render_text};
+use crate::present::status;
+use crate::present::sync::TextSync;
+use crate::receiver::{self, ReceiverOptions};
+
+/// Exit code of `plan --detailed-exitcode` when changes are pending.
+const EXIT_CHANGES: u8 = 2;
+
+/// The program: parses the command line, runs the command, prints what it did; the exit code.
+pub fn main() -> ExitCode {
+    // A panic anywhere ends the process (release builds abort on panic; this makes every
+    // build do so): a receiver whose sync thread died must not go on acknowledging events.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, not clap's 2: `plan --detailed-exitcode` uses 2 for "changes".
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    // The long-running receiver logs logfmt lines; the one-shot commands plain ones.
+    let receiver = matches!(&cli.command, Command::Webhook(w) if w.command.is_none());
+    crate::logging::init(receiver);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn inputs(g: GlobalArgs) -> Inputs {
+    Inputs {
+        mlflow_host: g.mlflow_host,
+        target: g.target,
+        namespace: g.namespace,
+        storage_root: g.storage_root,
+        default_image: g.default_image,
+        image_tag: g.image_tag,
+        registry_secret: g.registry_secret,
+        model_secret: g.model_secret,
+        service_account: g.service_account,
+        overlay: g.overlay,
+        stages: g.stages,
+        aliases: g.aliases,
+        instance: g.instance,
+        model_filter: g.model_filter,
+        concurrency: g.concurrency,
+        request_timeout: g.request_timeout,
+        run_timeout: g.run_timeout,
+        kubeconfig: g.kubeconfig,
+    }
+}
+
+fn guard(g: &GuardArgs) -> Guard {
+    Guard {
+        allow_delete_all: g.allow_delete_all,
+        max_deletes: g.max_deletes,
+    }
+}
+
+fn scope(args: &ScopeArgs) -> Result<Scope> {
+    match args.model.as_deref() {
+        None => Ok(Scope::All),
+        Some(name) if name.trim().is_empty() => bail!("--model needs a model name"),
+        Some(name) => Ok(Scope::model(name)),
+    }
+}
+
+/// `sync`'s options, checked against the run's deadline.
+fn sync_options(args: &SyncArgs, config: &Config) -> Result<SyncOptions> {
+    let wait = if args.wait {
+        if args.dry_run {
+            bail!("--wait (M2S_WAIT) cannot be combined with --dry-run (M2S_DRY_RUN): a dry run persists nothing to wait for");
+        }
+        let timeout = Duration::from_secs(args.wait_timeout);
+        if args.wait_timeout == 0 || timeout >= config.run_timeout {
+            bail!(
+                "--wait-timeout (M2S_WAIT_TIMEOUT) must be at least 1 second and below the run's deadline M2S_RUN_TIMEOUT ({} s), not {}",
+                config.run_timeout.as_secs(),
+                args.wait_timeout
+            );
+        }
+        Some(timeout)
+    } else {
+        None
+    };
+    Ok(feedback(&args.feedback, args.dry_run, wait))
+}
+
+fn feedback(f: &FeedbackArgs, dry_run: bool, wait: Option<Duration>) -> SyncOptions {
+    SyncOptions {
+        dry_run,
+        wait,
+        events: f.events,
+        write_back: f.write_back,
+    }
+}
+
+fn receiver_options(args: &ServeArgs) -> ReceiverOptions {
+    ReceiverOptions {
+        listen: args.listen.clone(),
+        resync_interval: args.resync_interval,
+        sync: feedback(&args.feedback, args.dry_run, None),
+        guard: guard(&args.guard),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    // One TLS provider for kube and reqwest; a second install attempt is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = Config::from_inputs(&inputs(cli.global), &process_env)?;
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    match cli.command {
+        Command::Plan(p) => {
+            start_watchdog(config.run_timeout);
+            plan(&config, &p)
+        }
+        Command::Status(s) => {
+            start_watchdog(config.run_timeout);
+            let report = commands::status(&config)?;
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let text = match s.output {
+                OutputFormat::Text => status::render_text(&report, &config.deploy, now),
+                OutputFormat::Json => status::render_json(&report, &config.deploy, now),
+            };
+            print(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(s) => {
+            let options = sync_options(&s, &config)?;
+            config.deploy.write_back = options.write_back;
+            start_watchdog(config.run_timeout);
+            sync(&config, &options, &s)
+        }
+        Command::Webhook(w) => {
+            let secret = receiver::secret_from_env(&process_env)?;
+            match w.command {
+                Some(WebhookCommand::Register(r)) => {
+                    start_watchdog(config.run_timeout);
+                    let done = register(&config, &r.url, r.dry_run, &secret)?;
+                    print(&registration_text(&done)?)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                // Long-running: no deadline for the process; each sync's requests time out.
+                None => {
+                    config.deploy.write_back = w.serve.feedback.write_back;
+                    receiver::serve(config, &receiver_options(&w.serve), secret)
+                        .map(|()| ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// A CronJob pod must never hang: past the deadline the process ends with an error. Every
+/// write m2s sends is a single atomic request, so stopping at any point leaves no half object.
+fn start_watchdog(deadline: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        eprintln!(
+            "error: the run exceeded its deadline of {}s (M2S_RUN_TIMEOUT); stopped",
+            deadline.as_secs()
+        );
+        std::process::exit(1);
+    });
+}
+
+/// What a scoped run says when its model is not there: nothing was read from Kubernetes.
+fn model_absent_note(config: &Config, scope: &Scope) -> String {
+    let filter = config
+        .mlflow
+        .model_filter
+        .as_deref()
+        .map(|f| format!(" or outside M2S_MODEL_FILTER {f:?}"))
+        .unwrap_or_default();
+    format!(
+        "Model {:?} was not returned by MLflow (deleted, renamed{filter}): nothing changed; a full sync handles its deployments.",
+        scope.model_name()
+    )
+}
+
+fn plan(config: &Config, args: &PlanArgs) -> Result<ExitCode> {
+    let scope = scope(&args.scope)?;
+    let PlanRun {
+        registry,
+        plan,
+        refusal,
+        model_absent,
+    } = commands::plan(config, guard(&args.guard), &scope)?;
+    let deploy = &config.deploy;
+    if model_absent {
+        let note = model_absent_note(config, &scope);
+        match args.output {
+            OutputFormat::Json => {
+                log::warn!("{note}");
+                print(&render_json(&plan, &registry, deploy, None))?;
+            }
+            OutputFormat::Text => print(&format!("{note}\n"))?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.output {
+        OutputFormat::Text => print(&render_text(&plan, &registry, deploy))?,
+        OutputFormat::Json => print(&render_json(&plan, &registry, deploy, refusal.as_ref()))?,
+    }
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
+    if !plan.errors.is_empty() {
+        bail!(not_deployable(&plan));
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn sync(config: &Config, options: &SyncOptions, args: &SyncArgs) -> Result<ExitCode> {
+    let scope = scope(&args.scope)?;
+    let mut view = TextSync {
+        out: std::io::stdout().lock(),
+    };
+    let run = commands::sync(config, options, guard(&args.guard), &scope, &mut view)?;
+    let Some(outcome) = run.outcome else {
+        writeln!(view.out, "{}", model_absent_note(config, &scope))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let problems = outcome.problems(config.deploy.target.resource());
+    if !problems.is_empty() {
+        bail!(problems.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn registration_text(done: &Registration) -> Result<String> {
+    Ok(match done {
+        Registration::Planned { what, body } => format!(
+            "Would {what} with:\n{}\nand \"secret\" set to M2S_WEBHOOK_SECRET (not shown). Nothing was changed.\n",
+            serde_json::to_string_pretty(body)?
+        ),
+        Registration::Done {
+            verb,
+            webhook,
+            events,
+        } => format!(
+            "{verb} webhook {:?} (id {}): {} → {} ({})\n",
+            webhook.name,
+            webhook.webhook_id,
+            events.join(", "),
+            webhook.url,
+            webhook.status.as_deref().unwrap_or("ACTIVE")
+        ),
+    })
+}
