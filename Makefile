@@ -13,7 +13,7 @@ MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults::
 
 TARGET ?= seldon-v1
 
-.PHONY: all build release test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
+.PHONY: all build release docs test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
 
 all: build
 
@@ -35,6 +35,12 @@ test-mlflow2:
 	export M2S_SANDBOX_MLFLOW=2 M2S_SANDBOX_DIR="$(MLFLOW2_SANDBOX_DIR)" && \
 	  bash $(SANDBOX)/up.sh >/dev/null && source "$$M2S_SANDBOX_DIR/env" && \
 	  M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --test it -- $(MLFLOW2_SUITES) --test-threads=4
+
+## Writes the generated pages anew: the configuration reference (from the CLI definitions), the
+## chart values reference and the chart's README (from values.yaml's comments). `make test`
+## fails while one is stale.
+docs:
+	M2S_UPDATE_DOCS=1 $(CARGO) test --locked --test it -- docs::
 
 ## Tests that need no sandbox.
 unit-test:

@@ -16,6 +16,8 @@
 //! 7. presentation (`present`): text and JSON;
 //! 8. the command line ([`cli`]), which `main` calls.
 
+#![warn(missing_docs)]
+
 // 1. What a serving stack is.
 mod artifacts;
 mod hash;

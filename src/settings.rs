@@ -9,7 +9,9 @@ use crate::quantity::Quantity;
 /// settings (and write-back's states) live.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Tag {
+    /// The tag's key, e.g. `m2s.replicas`.
     pub key: String,
+    /// Its value (MLflow may leave it out: empty).
     #[serde(default)]
     pub value: String,
 }
@@ -35,8 +37,11 @@ const MAX_REPLICAS: u32 = i32::MAX as u32;
 /// The serving settings of one deployment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServingSettings {
+    /// Fixed replica count (`m2s.replicas`).
     pub replicas: Option<u32>,
+    /// Lower bound of autoscaling (`m2s.min-replicas`).
     pub min_replicas: Option<u32>,
+    /// Upper bound of autoscaling (`m2s.max-replicas`).
     pub max_replicas: Option<u32>,
     /// CPU request.
     pub cpu: Option<Quantity>,

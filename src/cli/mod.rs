@@ -11,6 +11,66 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use run::main;
 
+/// The command line's definition, for generated documentation (the configuration reference,
+/// the man page, shell completions).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Settings read from the environment only (secrets, and MLflow's own client variables, as
+/// MLflow's Python client reads them), with their meaning: the configuration reference lists
+/// them beside the flags.
+pub const ENVIRONMENT_ONLY: &[(&str, &str)] = &[
+    (
+        "MLFLOW_TRACKING_URI",
+        "MLflow URL when M2S_MLFLOW_HOST and --mlflow-host are unset.",
+    ),
+    (
+        "MLFLOW_TRACKING_TOKEN",
+        "Bearer token for MLflow (wins over a username).",
+    ),
+    (
+        "MLFLOW_TRACKING_USERNAME",
+        "Basic-auth user name for MLflow (with MLFLOW_TRACKING_PASSWORD).",
+    ),
+    (
+        "MLFLOW_TRACKING_PASSWORD",
+        "Basic-auth password for MLflow.",
+    ),
+    (
+        "MLFLOW_TRACKING_INSECURE_TLS",
+        "true: skip verifying MLflow's TLS certificate (not with MLFLOW_TRACKING_SERVER_CERT_PATH).",
+    ),
+    (
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+        "PEM file of the CA (or certificate) MLflow's TLS certificate is verified against.",
+    ),
+    (
+        "M2S_NAMESPACE",
+        "Namespace of the serving objects (--namespace wins).",
+    ),
+    (
+        "M2S_SELDON_DEPLOYMENT_NS",
+        "The old name of M2S_NAMESPACE, still read; both set and different is an error.",
+    ),
+    (
+        "M2S_SELDON_NEURO_DEF_IMAGE",
+        "Deprecated name of M2S_SELDON_DEF_IMAGE, still read with a warning.",
+    ),
+    (
+        "M2S_WEBHOOK_SECRET",
+        "The secret MLflow signs webhook deliveries with (m2s webhook and webhook register); never a flag, so that it does not show in the process list.",
+    ),
+    (
+        "M2S_SRC_NEURO_CLUSTER",
+        "Refused at start: a setting of the old Neu.ro service that means nothing to m2s; remove it.",
+    ),
+    (
+        "RUST_LOG",
+        "Log filter, e.g. info, debug, m2s=debug,info (default info).",
+    ),
+];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "m2s",
@@ -23,15 +83,15 @@ pub use run::main;
         deletes it. Each run reads MLflow once, diffs against the objects labelled as its own, \
         applies and exits: run it on a schedule (the Helm chart's CronJob does)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Make the serving objects match the registry, then exit.
     Sync(SyncArgs),
     /// Show what `sync` would change, without changing anything.
@@ -44,14 +104,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
     #[arg(long, env = "M2S_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// After applying, wait until every created or updated object is Available; exit 1 naming
     /// each one that failed or was not ready in time (needs RBAC verb "watch").
     #[arg(long, env = "M2S_WAIT")]
-    pub wait: bool,
+    pub(crate) wait: bool,
     /// How long --wait waits, in seconds (below M2S_RUN_TIMEOUT).
     #[arg(
         long,
@@ -59,18 +119,18 @@ pub struct SyncArgs {
         env = "M2S_WAIT_TIMEOUT",
         default_value_t = 300
     )]
-    pub wait_timeout: u64,
+    pub(crate) wait_timeout: u64,
     #[command(flatten)]
-    pub feedback: FeedbackArgs,
+    pub(crate) feedback: FeedbackArgs,
     #[command(flatten)]
-    pub guard: GuardArgs,
+    pub(crate) guard: GuardArgs,
     #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub(crate) scope: ScopeArgs,
 }
 
 /// What a sync tells others about its work (`sync` and the webhook receiver).
 #[derive(Debug, Args, Clone)]
-pub struct FeedbackArgs {
+pub(crate) struct FeedbackArgs {
     /// Record a Kubernetes Event about each change (create, update, delete, failed write) and
     /// each entry that cannot be deployed (needs RBAC verb "create" on events.events.k8s.io).
     #[arg(
@@ -80,64 +140,64 @@ pub struct FeedbackArgs {
         default_value_t = true,
         action = ArgAction::Set
     )]
-    pub events: bool,
+    pub(crate) events: bool,
     /// Write each object's state and URL back to MLflow, as tags m2s.<namespace>.<name>.state
     /// and .url on the model version it serves (needs MLflow's EDIT permission; the webhook
     /// receiver writes back on its periodic full syncs).
     #[arg(long, env = "M2S_WRITE_BACK")]
-    pub write_back: bool,
+    pub(crate) write_back: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct ScopeArgs {
+pub(crate) struct ScopeArgs {
     /// Sync only this registered model: read it alone from MLflow and touch only the objects
     /// whose names derive from it (no namespace-wide LIST). A model MLflow does not return
     /// (deleted, renamed, outside M2S_MODEL_FILTER) is left to a full sync.
     #[arg(long, value_name = "NAME")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_STATUS_OUTPUT")]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, env = "M2S_PLAN_OUTPUT")]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
     /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
     #[arg(long)]
-    pub detailed_exitcode: bool,
+    pub(crate) detailed_exitcode: bool,
     #[command(flatten)]
-    pub guard: GuardArgs,
+    pub(crate) guard: GuardArgs,
     #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub(crate) scope: ScopeArgs,
 }
 
 /// `m2s webhook`: the receiver, or `m2s webhook register`. The secret is only ever read from
 /// M2S_WEBHOOK_SECRET (a flag would show in the process list).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct WebhookArgs {
+pub(crate) struct WebhookArgs {
     #[command(subcommand)]
-    pub command: Option<WebhookCommand>,
+    pub(crate) command: Option<WebhookCommand>,
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub(crate) serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
+pub(crate) enum WebhookCommand {
     /// Create or update this instance's webhook in MLflow (named after the instance and the
     /// namespace), subscribed to the events m2s acts on, with M2S_WEBHOOK_SECRET as its secret.
     Register(RegisterArgs),
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address the receiver listens on (POST /webhook, GET /healthz, /readyz, /metrics).
     #[arg(
         long,
@@ -145,7 +205,7 @@ pub struct ServeArgs {
         env = "M2S_WEBHOOK_LISTEN",
         default_value = "0.0.0.0:8080"
     )]
-    pub listen: String,
+    pub(crate) listen: String,
     /// Seconds between full syncs (the first runs at start): they catch what no event reports
     /// (stages, registered-model tags, deletions, lost deliveries).
     #[arg(
@@ -154,49 +214,49 @@ pub struct ServeArgs {
         env = "M2S_RESYNC_INTERVAL",
         default_value_t = 300
     )]
-    pub resync_interval: u64,
+    pub(crate) resync_interval: u64,
     /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
     #[arg(long, env = "M2S_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     #[command(flatten)]
-    pub feedback: FeedbackArgs,
+    pub(crate) feedback: FeedbackArgs,
     #[command(flatten)]
-    pub guard: GuardArgs,
+    pub(crate) guard: GuardArgs,
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct RegisterArgs {
+pub(crate) struct RegisterArgs {
     /// URL MLflow delivers to: this receiver's POST /webhook, e.g. http://m2s.m2s-system.svc:8080/webhook.
     #[arg(long, value_name = "URL")]
-    pub url: String,
+    pub(crate) url: String,
     /// Print the request that would be sent (without the secret); change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct GuardArgs {
+pub(crate) struct GuardArgs {
     /// Allow a run that deletes every object m2s manages (refused by default: an empty or
     /// unreadable registry looks the same).
     #[arg(long, env = "M2S_ALLOW_DELETE_ALL")]
-    pub allow_delete_all: bool,
+    pub(crate) allow_delete_all: bool,
     /// Refuse a run that would delete more than this many objects.
     #[arg(long, value_name = "N", env = "M2S_MAX_DELETES")]
-    pub max_deletes: Option<usize>,
+    pub(crate) max_deletes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Text,
     Json,
 }
 
 /// Settings of every command.
 #[derive(Debug, Args, Clone, Default)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// MLflow tracking server URL (falls back to MLFLOW_TRACKING_URI).
     #[arg(long, global = true, value_name = "URL", env = "M2S_MLFLOW_HOST")]
-    pub mlflow_host: Option<String>,
+    pub(crate) mlflow_host: Option<String>,
     /// Serving stack: seldon-v1 (SeldonDeployment), kserve (InferenceService) or seldon-v2
     /// (Seldon Core 2 Model).
     #[arg(
@@ -206,10 +266,10 @@ pub struct GlobalArgs {
         env = "M2S_TARGET",
         default_value = "seldon-v1"
     )]
-    pub target: String,
+    pub(crate) target: String,
     /// Namespace of the serving objects [env: M2S_NAMESPACE, or the old M2S_SELDON_DEPLOYMENT_NS].
     #[arg(long, global = true, value_name = "NS")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// URI prefix under which the serving pods read MLflow's artifact root
     /// (e.g. s3://bucket/mlruns, pvc://mlflow-artifacts/mlruns).
     #[arg(
@@ -218,7 +278,7 @@ pub struct GlobalArgs {
         value_name = "URI",
         env = "M2S_MLFLOW_STORAGE_ROOT"
     )]
-    pub storage_root: Option<String>,
+    pub(crate) storage_root: Option<String>,
     /// Serving image for every model (default: the stack's own MLflow server image)
     /// [deprecated alias: M2S_SELDON_NEURO_DEF_IMAGE].
     #[arg(
@@ -227,7 +287,7 @@ pub struct GlobalArgs {
         value_name = "IMAGE",
         env = "M2S_SELDON_DEF_IMAGE"
     )]
-    pub default_image: Option<String>,
+    pub(crate) default_image: Option<String>,
     /// Registered-model tag whose value overrides the serving image for that model.
     #[arg(
         long,
@@ -236,7 +296,7 @@ pub struct GlobalArgs {
         env = "M2S_MLFLOW_DEPLOY_IMG_TAG",
         default_value = "deployment-image"
     )]
-    pub image_tag: String,
+    pub(crate) image_tag: String,
     /// imagePullSecret for the serving pods.
     #[arg(
         long,
@@ -244,16 +304,16 @@ pub struct GlobalArgs {
         value_name = "SECRET",
         env = "M2S_REGISTRY_SECRET"
     )]
-    pub registry_secret: Option<String>,
+    pub(crate) registry_secret: Option<String>,
     /// Secret with the storage credentials (Seldon envSecretRefName, Seldon Core 2 secretName).
     #[arg(long, global = true, value_name = "SECRET", env = "M2S_MODEL_SECRET")]
-    pub model_secret: Option<String>,
+    pub(crate) model_secret: Option<String>,
     /// ServiceAccount of the serving pods (KServe reads storage credentials through it).
     #[arg(long, global = true, value_name = "NAME", env = "M2S_SERVICE_ACCOUNT")]
-    pub service_account: Option<String>,
+    pub(crate) service_account: Option<String>,
     /// YAML or JSON merge patch (RFC 7386) applied to every object m2s renders.
     #[arg(long, global = true, value_name = "FILE", env = "M2S_OVERLAY")]
-    pub overlay: Option<PathBuf>,
+    pub(crate) overlay: Option<PathBuf>,
     /// Stages to deploy, comma separated.
     #[arg(
         long,
@@ -262,7 +322,7 @@ pub struct GlobalArgs {
         env = "M2S_STAGES",
         default_value = "Staging,Production"
     )]
-    pub stages: String,
+    pub(crate) stages: String,
     /// Aliases to deploy, comma separated; `*` deploys every alias.
     #[arg(
         long,
@@ -271,7 +331,7 @@ pub struct GlobalArgs {
         env = "M2S_ALIASES",
         default_value = ""
     )]
-    pub aliases: String,
+    pub(crate) aliases: String,
     /// Value of the m2s.io/instance label, so several m2s can share a namespace.
     #[arg(
         long,
@@ -280,10 +340,10 @@ pub struct GlobalArgs {
         env = "M2S_INSTANCE",
         default_value = "m2s"
     )]
-    pub instance: String,
+    pub(crate) instance: String,
     /// MLflow search filter for registered models, e.g. "name LIKE 'team-a-%'".
     #[arg(long, global = true, value_name = "FILTER", env = "M2S_MODEL_FILTER")]
-    pub model_filter: Option<String>,
+    pub(crate) model_filter: Option<String>,
     /// Kubernetes writes (and MLflow look-ups) in flight at once.
     #[arg(
         long,
@@ -292,7 +352,7 @@ pub struct GlobalArgs {
         env = "M2S_CONCURRENCY",
         default_value_t = 16
     )]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Timeout of each network request, in seconds.
     #[arg(
         long,
@@ -301,7 +361,7 @@ pub struct GlobalArgs {
         env = "M2S_REQUEST_TIMEOUT",
         default_value_t = 30
     )]
-    pub request_timeout: u64,
+    pub(crate) request_timeout: u64,
     /// Deadline of the whole run, in seconds: past it the run stops with an error.
     #[arg(
         long,
@@ -310,8 +370,8 @@ pub struct GlobalArgs {
         env = "M2S_RUN_TIMEOUT",
         default_value_t = 600
     )]
-    pub run_timeout: u64,
+    pub(crate) run_timeout: u64,
     /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     #[arg(long, global = true, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 }

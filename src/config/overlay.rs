@@ -12,6 +12,7 @@ use crate::json::merge_patch;
 use crate::keys::{ANNOTATION_PREFIX, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::targets::Target;
 
+/// The overlay, checked against a target, with its hash.
 #[derive(Debug, Clone)]
 pub struct Overlay {
     patch: Value,

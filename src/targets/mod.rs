@@ -31,13 +31,18 @@ pub(crate) fn ids() -> Vec<&'static str> {
 /// The Kubernetes resource of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resource {
+    /// API group, e.g. `serving.kserve.io`.
     pub group: &'static str,
+    /// API version, e.g. `v1beta1`.
     pub version: &'static str,
+    /// Kind, e.g. `InferenceService`.
     pub kind: &'static str,
+    /// Resource name in URLs and RBAC rules, e.g. `inferenceservices`.
     pub plural: &'static str,
 }
 
 impl Resource {
+    /// `group/version`, as an object's `apiVersion`.
     pub fn api_version(&self) -> String {
         format!("{}/{}", self.group, self.version)
     }
@@ -62,15 +67,25 @@ impl Resource {
 /// A setting m2s can put on an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
+    /// The serving image (`M2S_SELDON_DEF_IMAGE`, or the model's image tag).
     Image,
+    /// The image pull secret (`M2S_REGISTRY_SECRET`).
     RegistrySecret,
+    /// The Secret with storage credentials (`M2S_MODEL_SECRET`).
     ModelSecret,
+    /// The serving pods' ServiceAccount (`M2S_SERVICE_ACCOUNT`).
     ServiceAccount,
+    /// `m2s.replicas`.
     Replicas,
+    /// `m2s.min-replicas`.
     MinReplicas,
+    /// `m2s.max-replicas`.
     MaxReplicas,
+    /// `m2s.cpu`: the CPU request.
     Cpu,
+    /// `m2s.memory`: the memory request and limit.
     Memory,
+    /// `m2s.gpu`: the `nvidia.com/gpu` limit.
     Gpu,
 }
 
@@ -84,8 +99,11 @@ impl Setting {
 /// Where one setting lands: a JSON pointer into the object, and how plan reasons call it.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
+    /// The setting written here.
     pub setting: Setting,
+    /// JSON pointer into the object (`/spec/...`).
     pub pointer: &'static str,
+    /// What plan reasons call it ("memory request").
     pub label: &'static str,
 }
 
@@ -94,8 +112,11 @@ pub struct Field {
 pub enum State {
     /// No status yet: the stack's controller has not seen the object.
     Pending,
+    /// The controller works on it (pods starting, a model loading).
     Creating,
+    /// It serves.
     Available,
+    /// It does not serve, and will not by itself.
     Failed,
 }
 
@@ -110,14 +131,19 @@ impl fmt::Display for State {
     }
 }
 
+/// An object's readiness, read from its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
+    /// Where it stands.
     pub state: State,
+    /// Why, in the controller's words.
     pub message: Option<String>,
+    /// Where it serves, when the stack reports a URL.
     pub url: Option<String>,
 }
 
 impl Readiness {
+    /// No status yet.
     pub fn pending() -> Readiness {
         Readiness {
             state: State::Pending,
@@ -153,6 +179,7 @@ pub(crate) fn readiness_of(
 pub trait Target: Sync {
     /// The `--target` value.
     fn id(&self) -> &'static str;
+    /// The Kubernetes resource m2s manages for this stack.
     fn resource(&self) -> Resource;
     /// URI schemes the stack's model fetcher reads (a location outside them is an entry error).
     fn fetchable_schemes(&self) -> &'static [&'static str];

@@ -15,6 +15,7 @@ mod webhook_support;
 // The suites.
 mod chart;
 mod cli;
+mod docs;
 mod faults;
 mod feedback;
 mod plumbing;
