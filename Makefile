@@ -23,10 +23,22 @@ build:
 release:
 	$(CARGO) build --release --locked
 
+## How tests run: cargo-nextest when it is installed (each test its own process, 4 at a time:
+## the suites share one crate, and a test that hangs or aborts takes nothing else with it),
+## else cargo's own runner with 4 threads. TEST_RUNNER=cargo forces the latter.
+TEST_RUNNER ?= $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo nextest || echo cargo)
+ifeq ($(TEST_RUNNER),nextest)
+RUN_TESTS = $(CARGO) nextest run --locked --no-fail-fast -j 4 --status-level fail --final-status-level slow
+TEST_ARGS_SEP =
+else
+RUN_TESTS = $(CARGO) test --locked
+TEST_ARGS_SEP = -- --test-threads=4
+endif
+
 ## Start the sandbox if needed (MLflow 3.x), then run every test (unit, integration, chart).
 test:
 	M2S_SANDBOX_MLFLOW=3 bash $(SANDBOX)/up.sh >/dev/null
-	source $(SANDBOX_ENV) && M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --all-targets -- --test-threads=4
+	source $(SANDBOX_ENV) && M2S_SANDBOX_REQUIRED=1 $(RUN_TESTS) --all-targets $(TEST_ARGS_SEP)
 
 ## The MLflow-facing suites (MLFLOW2_SUITES) against the newest MLflow 2.x, on a sandbox of its
 ## own (M2S_SANDBOX_MLFLOW=2 in $$M2S_SANDBOX_MLFLOW2_DIR, default $$M2S_SANDBOX_DIR-mlflow2).
@@ -34,7 +46,7 @@ test:
 test-mlflow2:
 	export M2S_SANDBOX_MLFLOW=2 M2S_SANDBOX_DIR="$(MLFLOW2_SANDBOX_DIR)" && \
 	  bash $(SANDBOX)/up.sh >/dev/null && source "$$M2S_SANDBOX_DIR/env" && \
-	  M2S_SANDBOX_REQUIRED=1 $(CARGO) test --locked --test it -- $(MLFLOW2_SUITES) --test-threads=4
+	  M2S_SANDBOX_REQUIRED=1 $(RUN_TESTS) --test it $(if $(TEST_ARGS_SEP),-- $(MLFLOW2_SUITES) --test-threads=4,$(MLFLOW2_SUITES))
 
 ## Writes the generated pages anew: the configuration reference (from the CLI definitions), the
 ## chart values reference and the chart's README (from values.yaml's comments). `make test`
