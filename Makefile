@@ -58,9 +58,15 @@ docs:
 unit-test:
 	$(CARGO) test --locked --lib --bins
 
+## The layers must stay without import circles: ../shared/tools/layers.py reads the `use crate::`
+## lines (required under CI=true).
+LAYERS ?= ../shared/tools/layers.py
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	if [[ -f "$(LAYERS)" ]]; then python3 "$(LAYERS)" src | tail -n 1; \
+	elif [[ "$${CI:-}" == true ]]; then echo "lint: $(LAYERS) not found" >&2; exit 1; \
+	else echo "lint: $(LAYERS) not found; module layers not checked" >&2; fi
 
 fmt:
 	$(CARGO) fmt --all

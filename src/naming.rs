@@ -1,12 +1,17 @@
 //! Names of the objects m2s manages.
 //!
-//! A name must be a DNS-1123 label; Seldon derives Service and Deployment names from it, so it is
-//! kept to [`MAX_NAME_LEN`] characters to leave room for Seldon's suffixes.
+//! A name must be a DNS-1123 label. The stacks derive more names from it (Seldon's Deployments
+//! and Services, KServe's `<name>-predictor` and its host label), so a name is kept to at most
+//! [`MAX_NAME_LEN`] characters, or fewer where a target says so for its namespace (its
+//! `max_name_len`).
 
 use crate::hash::fnv1a64;
 
-/// Longest name m2s gives a SeldonDeployment.
+/// Longest name m2s gives any object.
 pub(crate) const MAX_NAME_LEN: usize = 45;
+/// Shortest hashed form: `m2s-` and the hash (`m2s-1a2b3c4d`); a target whose namespace leaves
+/// less room cannot name anything.
+pub(crate) const MIN_HASHED_LEN: usize = 4 + HASH_LEN;
 const HASH_LEN: usize = 8;
 
 /// Whether `s` is a valid DNS-1123 label (lowercase alphanumerics and `-`, alphanumeric at both
@@ -21,29 +26,32 @@ pub(crate) fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-/// The SeldonDeployment name for `model` deployed for `selector` (a stage or an alias).
+/// The object name for `model` deployed for `selector` (a stage or an alias), at most `max`
+/// characters ([`MAX_NAME_LEN`] unless the target's namespace leaves less room).
 ///
-/// `<model>-<lowercase selector>` when that is already a valid label of at most 45 characters,
-/// so existing deployments keep the names the old service gave them. Otherwise a sanitized,
-/// shortened form with 8 hex characters of a hash of the original pair, so that names that
-/// sanitize alike (`Iris` vs `iris`, `a.b` vs `a_b`) stay distinct and every run computes the same.
-pub(crate) fn deployment_name(model: &str, selector: &str) -> String {
+/// `<model>-<lowercase selector>` when that is already a valid label of at most `max`
+/// characters, so existing deployments keep the names the old service gave them. Otherwise a
+/// sanitized form cut to fit, with 8 hex characters of a hash of the original pair, so that
+/// names that sanitize alike (`Iris` vs `iris`, `a.b` vs `a_b`) stay distinct and every run
+/// computes the same.
+pub(crate) fn deployment_name(model: &str, selector: &str, max: usize) -> String {
     let base = format!("{model}-{}", selector.to_lowercase());
-    if base.len() <= MAX_NAME_LEN && is_dns1123_label(&base) {
+    if base.len() <= max && is_dns1123_label(&base) {
         return base;
     }
-    hashed_name("", model, selector)
+    hashed_name("", model, selector, max)
 }
 
 /// The hashed form behind a fixed `prefix`: `<prefix>-<sanitized, cut>-<hash>`, for targets whose
 /// names must start with a letter. The hash suffix keeps it apart from every unhashed name.
-pub(crate) fn prefixed_name(prefix: &str, model: &str, selector: &str) -> String {
-    hashed_name(prefix, model, selector)
+pub(crate) fn prefixed_name(prefix: &str, model: &str, selector: &str, max: usize) -> String {
+    hashed_name(prefix, model, selector, max)
 }
 
-/// `[<prefix>-]<sanitized (model-selector), cut>-<8 hex of a hash of the pair>`, at most
-/// [`MAX_NAME_LEN`] characters.
-fn hashed_name(prefix: &str, model: &str, selector: &str) -> String {
+/// `[<prefix>-]<sanitized (model-selector), cut>-<8 hex of a hash of the pair>`, at most `max`
+/// characters (at least [`MIN_HASHED_LEN`]).
+fn hashed_name(prefix: &str, model: &str, selector: &str, max: usize) -> String {
+    debug_assert!(max >= MIN_HASHED_LEN, "no name fits in {max} characters");
     let base = format!("{model}-{}", selector.to_lowercase());
     let hash = stable_hash(model, selector);
     let mut sanitized = String::with_capacity(base.len() + prefix.len() + 1);
@@ -58,7 +66,7 @@ fn hashed_name(prefix: &str, model: &str, selector: &str) -> String {
             sanitized.push('-');
         }
     }
-    let keep = MAX_NAME_LEN - HASH_LEN - 1;
+    let keep = max.clamp(MIN_HASHED_LEN, MAX_NAME_LEN) - HASH_LEN - 1;
     let trimmed = sanitized.trim_matches('-');
     let mut cut: String = trimmed.chars().take(keep).collect();
     while cut.ends_with('-') {

@@ -137,6 +137,11 @@ fn selections(snapshot: &RegistrySnapshot) -> usize {
         .sum()
 }
 
+/// Namespace names of 1 to 40 characters (the longest KServe leaves room in).
+fn namespace() -> impl Strategy<Value = String> {
+    "[a-z]([-a-z0-9]{0,38}[a-z0-9])?"
+}
+
 fn assert_valid_name(name: &str) {
     assert!(
         is_dns1123_label(name) && name.len() <= MAX_NAME_LEN,
@@ -150,9 +155,9 @@ proptest! {
         model in any_name(),
         selector in prop_oneof![stage(), alias(), any_name()],
     ) {
-        let name = deployment_name(&model, &selector);
+        let name = deployment_name(&model, &selector, MAX_NAME_LEN);
         assert_valid_name(&name);
-        prop_assert_eq!(&name, &deployment_name(&model, &selector));
+        prop_assert_eq!(&name, &deployment_name(&model, &selector, MAX_NAME_LEN));
     }
 
     #[test]
@@ -162,7 +167,7 @@ proptest! {
         selector in stage(),
     ) {
         prop_assume!(a != b);
-        prop_assert_ne!(deployment_name(&a, &selector), deployment_name(&b, &selector));
+        prop_assert_ne!(deployment_name(&a, &selector, MAX_NAME_LEN), deployment_name(&b, &selector, MAX_NAME_LEN));
     }
 
     #[test]
@@ -172,8 +177,8 @@ proptest! {
     ) {
         prop_assume!(a != b);
         prop_assert_ne!(
-            deployment_name(&a, "Production"),
-            deployment_name(&b, "Production")
+            deployment_name(&a, "Production", MAX_NAME_LEN),
+            deployment_name(&b, "Production", MAX_NAME_LEN)
         );
     }
 
@@ -216,13 +221,13 @@ proptest! {
 /// Renders the one entry of `model` for `selector` on every target: the render runs the
 /// target's admission rules (name format, host-label length, storage URI), so it succeeds only
 /// if the generated name passes them.
-fn renders_on_every_target(model: &str, selector: &str) {
+fn renders_on_every_target(model: &str, selector: &str, namespace: &str) {
     for target in TARGETS {
         let cfg = DeployConfig {
             storage_root: Some("s3://bucket/mlruns".into()),
             aliases: AliasSelection::All,
             stages: vec![],
-            ..DeployConfig::new("ns", "http://mlflow:5000").with_target(target.id())
+            ..DeployConfig::new(namespace, "http://mlflow:5000").with_target(target.id())
         };
         let snapshot = RegistrySnapshot {
             models: vec![RegisteredModel {
@@ -283,8 +288,34 @@ proptest! {
     fn every_generated_name_passes_every_targets_rules(
         model in any_name().prop_filter("MLflow names are not empty", |n| !n.trim().is_empty()),
         selector in prop_oneof![alias(), "[0-9][a-z0-9]{0,6}"],
+        namespace in namespace(),
     ) {
-        renders_on_every_target(&model, &selector);
+        renders_on_every_target(&model, &selector, &namespace);
+    }
+
+    /// KServe's names fit any namespace of 1 to 40 characters (its name format and the
+    /// predictor's host label `<name>-predictor-<namespace>` of at most 63), and a name that
+    /// fitted before names fit the namespace is the same name.
+    #[test]
+    fn kserve_names_fit_every_namespace_and_fitting_names_stay(
+        model in any_name().prop_filter("MLflow names are not empty", |n| !n.trim().is_empty()),
+        selector in prop_oneof![stage(), alias(), "[0-9][a-z0-9]{0,6}"],
+        namespace in namespace(),
+    ) {
+        let kserve = crate::targets::by_id("kserve").unwrap();
+        let name = kserve.object_name(&model, &selector, &namespace);
+        prop_assert!(crate::targets::kserve_name_format(&name), "{name:?}");
+        prop_assert!(name.len() + "-predictor-".len() + namespace.len() <= 63, "{name:?} in {namespace:?}");
+        // What m2s named it before names fit the namespace; kept whenever it fitted.
+        let old = deployment_name(&model, &selector, MAX_NAME_LEN);
+        let old = if crate::targets::kserve_name_format(&old) {
+            old
+        } else {
+            crate::naming::prefixed_name("m2s", &model, &selector, MAX_NAME_LEN)
+        };
+        if old.len() + "-predictor-".len() + namespace.len() <= 63 {
+            prop_assert_eq!(name, old);
+        }
     }
 
     #[test]
@@ -432,7 +463,7 @@ proptest! {
     /// 10,000 cases of (model, selector) pairs through the name sanitizer.
     #[test]
     fn fuzz_deployment_name(model in any_name(), selector in any_name()) {
-        assert_valid_name(&deployment_name(&model, &selector));
+        assert_valid_name(&deployment_name(&model, &selector, MAX_NAME_LEN));
     }
 }
 

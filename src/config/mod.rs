@@ -249,6 +249,9 @@ fn deploy_config(
     if !is_dns1123_label(&namespace) {
         bail!("namespace {namespace:?} ({namespace_var}) is not a valid Kubernetes namespace name");
     }
+    target
+        .check_namespace(&namespace)
+        .map_err(|e| anyhow::anyhow!("{e} ({namespace_var})"))?;
     let instance = s.instance.trim().to_string();
     if !is_label_value(&instance) || instance.is_empty() {
         bail!("instance {instance:?} (M2S_INSTANCE) is not a valid label value (letters, digits, '-', '_', '.', at most 63)");

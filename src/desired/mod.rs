@@ -270,7 +270,10 @@ impl<'a> RegistryBuilder<'a> {
         for (selector, version) in picked {
             let version = compact(version);
             let entry = Entry {
-                name: cfg.target.object_name(&model.name, selector.value()).into(),
+                name: cfg
+                    .target
+                    .object_name(&model.name, selector.value(), &cfg.namespace)
+                    .into(),
                 model: Arc::clone(&info),
                 selector,
                 version,

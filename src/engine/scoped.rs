@@ -29,16 +29,24 @@ pub(crate) fn candidate_names(
     let target = cfg.target;
     let mut names = BTreeSet::new();
     if whole {
-        names.extend(cfg.stages.iter().map(|s| target.object_name(model, s)));
+        names.extend(
+            cfg.stages
+                .iter()
+                .map(|s| target.object_name(model, s, &cfg.namespace)),
+        );
         if let AliasSelection::Listed(aliases) = &cfg.aliases {
-            names.extend(aliases.iter().map(|a| target.object_name(model, a)));
+            names.extend(
+                aliases
+                    .iter()
+                    .map(|a| target.object_name(model, a, &cfg.namespace)),
+            );
         }
     }
     names.extend(
         event_aliases
             .iter()
             .filter(|a| cfg.aliases.includes(a))
-            .map(|a| target.object_name(model, a)),
+            .map(|a| target.object_name(model, a, &cfg.namespace)),
     );
     names.extend(registry.entries.iter().map(|e| e.name.to_string()));
     names.extend(registry.errors.iter().map(|e| e.name.clone()));

@@ -140,13 +140,40 @@ impl Target for KServe {
         Ok(())
     }
 
-    /// A name that would not start with a letter gets m2s's hashed form behind `m2s-`.
-    fn object_name(&self, model: &str, selector: &str) -> String {
-        let name = naming::deployment_name(model, selector);
+    /// With KServe's default ingress `domainTemplate` the predictor's host label is
+    /// `<name>-predictor-<namespace>`, at most 63 characters: the name gets what the namespace
+    /// leaves (and never more than m2s's 45, below Knative's 53 for `<name>-predictor` and the
+    /// 48 of the canary's `prev-<name>-predictor` tag and of Standard mode's
+    /// `app: isvc.<name>-predictor` label).
+    fn max_name_len(&self, namespace: &str) -> usize {
+        (63 - HOST_LABEL_SUFFIX.len())
+            .saturating_sub(namespace.len())
+            .min(naming::MAX_NAME_LEN)
+    }
+
+    /// A namespace over 40 characters leaves less than the 12 of the shortest name.
+    fn check_namespace(&self, namespace: &str) -> Result<(), String> {
+        let room = self.max_name_len(namespace);
+        if room < naming::MIN_HASHED_LEN {
+            return Err(format!(
+                "namespace {namespace:?} is {} characters: KServe's predictor host label <name>{HOST_LABEL_SUFFIX}<namespace> has at most 63 (its default ingress domainTemplate), which leaves {room} for a name, fewer than the {} of the shortest name m2s gives (m2s-1a2b3c4d); use a namespace of at most {} characters for target kserve",
+                namespace.len(),
+                naming::MIN_HASHED_LEN,
+                63 - HOST_LABEL_SUFFIX.len() - naming::MIN_HASHED_LEN
+            ));
+        }
+        Ok(())
+    }
+
+    /// The common name when it fits the namespace and starts with a letter; else m2s's hashed
+    /// form behind `m2s-`, cut to fit.
+    fn object_name(&self, model: &str, selector: &str, namespace: &str) -> String {
+        let max = self.max_name_len(namespace);
+        let name = naming::deployment_name(model, selector, max);
         if is_isvc_name(&name) {
             name
         } else {
-            naming::prefixed_name("m2s", model, selector)
+            naming::prefixed_name("m2s", model, selector, max)
         }
     }
 

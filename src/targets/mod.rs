@@ -16,6 +16,12 @@ mod kserve;
 mod seldon_v1;
 mod seldon_v2;
 
+/// KServe's name format (`IsvcNameFmt`), for the tests of generated names.
+#[cfg(test)]
+pub(crate) fn kserve_name_format(name: &str) -> bool {
+    kserve::is_isvc_name(name)
+}
+
 /// Every target m2s can manage; the first is the default.
 pub static TARGETS: &[&dyn Target] = &[&seldon_v1::SeldonV1, &kserve::KServe, &seldon_v2::SeldonV2];
 
@@ -201,9 +207,26 @@ pub trait Target: Sync {
     fn finish(&self, _object: &mut Value, _settings: &ServingSettings) -> Result<(), String> {
         Ok(())
     }
-    /// The object name for a model served for a stage or alias.
-    fn object_name(&self, model: &str, selector: &str) -> String {
-        naming::deployment_name(model, selector)
+    /// The longest object name that fits in `namespace`: what the stack derives from a name
+    /// and the namespace (a host label, say) must stay valid.
+    fn max_name_len(&self, _namespace: &str) -> usize {
+        naming::MAX_NAME_LEN
+    }
+    /// Refuses a namespace in which no name fits (a configuration error at start).
+    fn check_namespace(&self, namespace: &str) -> Result<(), String> {
+        let room = self.max_name_len(namespace);
+        if room < naming::MIN_HASHED_LEN {
+            return Err(format!(
+                "namespace {namespace:?} leaves room for names of {room} characters on target {}, fewer than the {} of the shortest name m2s gives (m2s-1a2b3c4d)",
+                self.id(),
+                naming::MIN_HASHED_LEN
+            ));
+        }
+        Ok(())
+    }
+    /// The object name for `model` served for a stage or alias in `namespace`.
+    fn object_name(&self, model: &str, selector: &str, namespace: &str) -> String {
+        naming::deployment_name(model, selector, self.max_name_len(namespace))
     }
     /// The stack's admission rules for what m2s writes: an object that breaks one is an entry
     /// error, never a write the cluster refuses.

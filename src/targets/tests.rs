@@ -170,19 +170,57 @@ mod admission {
     fn names_each_target_gives() {
         let kserve = by_id("kserve").unwrap();
         for (model, selector) in [("2024-fraud", "Production"), ("9", "champion"), ("1x", "a")] {
-            let name = kserve.object_name(model, selector);
+            let name = kserve.object_name(model, selector, "models");
             assert!(name.starts_with("m2s-"), "{name}");
-            assert_eq!(name, kserve.object_name(model, selector), "stable");
+            assert_eq!(
+                name,
+                kserve.object_name(model, selector, "models"),
+                "stable"
+            );
         }
         assert_eq!(
-            kserve.object_name("fraud", "Production"),
+            kserve.object_name("fraud", "Production", "models"),
             "fraud-production"
         );
         assert_eq!(
             by_id("seldon-v2")
                 .unwrap()
-                .object_name("2024-fraud", "Production"),
+                .object_name("2024-fraud", "Production", "models"),
             "2024-fraud-production"
         );
+    }
+
+    /// The case of the issue: `2024-adm-d43d64` in Production on kserve in a 14-character
+    /// namespace was refused (64 characters of host label); now its hashed name is cut to fit.
+    #[test]
+    fn kserve_names_fit_the_namespace() {
+        let kserve = by_id("kserve").unwrap();
+        let ns = "acc-adm-d43d64";
+        let name = kserve.object_name("2024-adm-d43d64", "Production", ns);
+        assert_eq!(name.len() + "-predictor-".len() + ns.len(), 63, "{name}");
+        assert!(name.starts_with("m2s-2024-adm-d43d64-product"), "{name}");
+        // A name that fits keeps it: `fraud-production` (16) in a 36-character namespace.
+        let fits = kserve.object_name("fraud", "Production", &"n".repeat(36));
+        assert_eq!(fits, "fraud-production");
+        // In a 40-character namespace only 12 are left: the shortest hashed form.
+        let cut = kserve.object_name("fraud", "Production", &"n".repeat(40));
+        assert_eq!(cut.len(), 12, "{cut}");
+        // `customer-churn-classifier-champion` (34) in `ml-serving-production` (21): cut to 31.
+        let long = kserve.object_name(
+            "customer-churn-classifier",
+            "champion",
+            "ml-serving-production",
+        );
+        assert_eq!(long.len(), 31, "{long}");
+        assert_eq!(kserve.max_name_len(&"n".repeat(7)), 45);
+        assert_eq!(kserve.max_name_len(&"n".repeat(8)), 44);
+        // Namespaces up to 40 characters leave room for the shortest name; longer ones none.
+        assert!(kserve.check_namespace(&"n".repeat(40)).is_ok());
+        let err = kserve.check_namespace(&"n".repeat(41)).unwrap_err();
+        assert!(err.contains("at most 40 characters"), "{err}");
+        assert!(by_id("seldon-v1")
+            .unwrap()
+            .check_namespace(&"n".repeat(63))
+            .is_ok());
     }
 }

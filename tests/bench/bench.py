@@ -421,14 +421,14 @@ class Bench:
         self.audit = Audit(self.env["M2S_SANDBOX_AUDIT_LOG"])
         self.ml = Mlflow(self.mlflow_url)
         self.ns_counter = 0
-        # Short: KServe's predictor host label (<name>-predictor-<namespace>) must fit in 63
-        # characters, and m2s refuses an entry whose would not; the longest bench name is
-        # m2sbench1x9-b-0599-production (29).
+        # Realistic namespaces (ml-serving-<what>-<run>-<n>, 24 characters and more): on kserve
+        # m2s cuts a name to what KServe's predictor host label <name>-predictor-<namespace>
+        # leaves (63 in all), as it would in a team's namespace.
         self.run_id = f"{int(time.time()) % 0xffffff:06x}"
 
     def namespace(self, what):
         self.ns_counter += 1
-        ns = f"b-{what}-{self.run_id}-{self.ns_counter}"
+        ns = f"ml-serving-{what}-{self.run_id}-{self.ns_counter}"
         subprocess.run([self.kubectl, "--kubeconfig", self.kubeconfig, "create", "namespace", ns],
                        check=True, stdout=subprocess.DEVNULL)
         return ns

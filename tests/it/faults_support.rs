@@ -371,7 +371,7 @@ impl Deployed {
     }
 
     pub fn deployment(&self, model: &str) -> String {
-        m2s::targets::TARGETS[0].object_name(model, "Production")
+        m2s::targets::TARGETS[0].object_name(model, "Production", &self.ns)
     }
 }
 

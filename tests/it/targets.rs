@@ -412,6 +412,61 @@ fn overlay(target: &'static str) {
     assert_eq!(s.rvs(), before);
 }
 
+/// KServe names fit the namespace (issue: names that fit, instead of refusals): in a namespace
+/// of 21 characters such as `ml-serving-production`, a model named `2024-…` (its name must
+/// start with a letter) and one of 40 characters are deployed, each under a name whose
+/// predictor host label `<name>-predictor-<namespace>` has at most 63 characters. Before, both
+/// were refused.
+#[test]
+fn kserve_names_fit_a_realistic_namespace() {
+    let Some(sb) = Sandbox::get() else { return };
+    let stamp = unique("x");
+    let tail: String = stamp.chars().filter(char::is_ascii_alphanumeric).collect();
+    let ns = format!("ml-serving-{:0>10}", &tail[tail.len().saturating_sub(10)..]);
+    assert_eq!(ns.len(), 21, "{ns}");
+    sb.kubectl_ok(&["create", "namespace", &ns]);
+    let prefix = unique("nf");
+    let experiment = sb.mlflow().experiment(&unique("names-exp"));
+    let dated = format!("2024-{prefix}");
+    let long = format!("{prefix}-customer-churn-classifier-champion-model");
+    let long: String = long.chars().take(40).collect();
+    assert_eq!(long.len(), 40, "{long}");
+    let ml = sb.mlflow();
+    for model in [&dated, &long] {
+        ml.model(model);
+        let v = ml.version_from_run(model, &experiment);
+        ml.stage(model, &v, "Production");
+    }
+    // The models' names start with 2024- or the prefix: a filter that matches both.
+    let m2s = |command: &str| {
+        let mut c = sb.m2s_target(&ns, &prefix, "kserve");
+        c.env("M2S_MODEL_FILTER", format!("name LIKE '%{prefix}%'"))
+            .arg(command);
+        c
+    };
+    let out = run_expect(&mut m2s("sync"), 0);
+    assert!(out.stdout.contains("2 created"), "{}", out.stdout);
+    let objects = sb.objects(&ns, "kserve");
+    assert_eq!(objects.len(), 2, "{:?}", objects.keys());
+    for (name, o) in &objects {
+        let model = ann(o, "m2s.io/model-name");
+        assert!(model == dated || model == long, "{model}");
+        let host_label = format!("{name}-predictor-{ns}");
+        assert!(
+            host_label.len() <= 63,
+            "{host_label} ({})",
+            host_label.len()
+        );
+        assert!(
+            name.starts_with(|c: char| c.is_ascii_lowercase()),
+            "KServe's IsvcNameFmt: {name}"
+        );
+    }
+    // A second run finds them where it put them.
+    let again = run_expect(&mut m2s("plan"), 0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
 macro_rules! per_target {
     ($module:ident, $target:literal) => {
         mod $module {

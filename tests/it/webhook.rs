@@ -25,8 +25,9 @@ fn setup(sb: &Sandbox, tag: &str) -> (String, String, String) {
     (ns, prefix, model)
 }
 
-fn champion(model: &str) -> String {
-    m2s::targets::TARGETS[0].object_name(model, "champion")
+/// The name of the seldon-v1 object of `model`'s `champion` alias in `ns`.
+fn champion(ns: &str, model: &str) -> String {
+    m2s::targets::TARGETS[0].object_name(model, "champion", ns)
 }
 
 /// Waits until the object `name` serves `version` (`None`: until it is gone).
@@ -43,7 +44,7 @@ fn mlflow_deliveries_create_update_and_delete_the_alias_deployment() {
     let mlflow = sb.mlflow();
     let mut receiver = Receiver::start(&sb, sb.m2s(&ns, &prefix));
     receiver.wait_ready();
-    let production = m2s::targets::TARGETS[0].object_name(&model, "Production");
+    let production = m2s::targets::TARGETS[0].object_name(&model, "Production", &ns);
     assert_eq!(
         served_versions(&sb, &ns),
         [(production.clone(), "3".to_string())].into(),
@@ -55,23 +56,23 @@ fn mlflow_deliveries_create_update_and_delete_the_alias_deployment() {
 
     // Set an alias: MLflow delivers, m2s creates its deployment.
     mlflow.alias(&model, "champion", "1");
-    wait_served(&sb, &ns, &champion(&model), Some("1"));
+    wait_served(&sb, &ns, &champion(&ns, &model), Some("1"));
     // Move it: updated.
     mlflow.alias(&model, "champion", "2");
-    wait_served(&sb, &ns, &champion(&model), Some("2"));
+    wait_served(&sb, &ns, &champion(&ns, &model), Some("2"));
     // A settings tag on the served version: updated with it.
     mlflow.post(
         "model-versions/set-tag",
         json!({"name": model, "version": "2", "key": "m2s.replicas", "value": "3"}),
     );
     wait_for("replicas 3 from the version tag", WAIT, || {
-        let o = sb.seldon_deployments(&ns).remove(&champion(&model))?;
+        let o = sb.seldon_deployments(&ns).remove(&champion(&ns, &model))?;
         (o["spec"]["predictors"][0]["replicas"] == 3).then_some(())
     });
     // Delete it: deleted; the stage deployment stays as it was.
     let production_rv = sb.resource_versions(&ns)[&production].clone();
     mlflow.delete_alias(&model, "champion");
-    wait_served(&sb, &ns, &champion(&model), None);
+    wait_served(&sb, &ns, &champion(&ns, &model), None);
     assert_eq!(sb.resource_versions(&ns)[&production], production_rv);
 
     // Every change came from a scoped sync of this model; there was one full sync, at start.
@@ -121,7 +122,7 @@ fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_write_nothing() {
     mlflow.alias(&model, "champion", "1");
     let receiver = Receiver::start(&sb, sb.m2s(&ns, &prefix));
     receiver.wait_ready();
-    wait_served(&sb, &ns, &champion(&model), Some("1"));
+    wait_served(&sb, &ns, &champion(&ns, &model), Some("1"));
     // The registry moves on (no webhook is registered for this receiver): a sync would write.
     mlflow.alias(&model, "champion", "2");
     let before = sb.resource_versions(&ns);
@@ -173,7 +174,7 @@ fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_write_nothing() {
     );
     // The same event, properly signed, does write (the refusals were not vacuous).
     assert_eq!(receiver.signed(&body), 202);
-    wait_served(&sb, &ns, &champion(&model), Some("2"));
+    wait_served(&sb, &ns, &champion(&ns, &model), Some("2"));
 }
 
 #[test]
@@ -197,7 +198,7 @@ fn a_burst_of_100_events_for_one_model_is_a_handful_of_syncs() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     assert_eq!(statuses, vec![202; 100]);
-    wait_served(&sb, &ns, &champion(&model), Some("3"));
+    wait_served(&sb, &ns, &champion(&ns, &model), Some("3"));
     wait_for("the queue to drain", WAIT, || {
         (receiver.metric("m2s_sync_queue_models") == 0.0).then_some(())
     });
@@ -258,7 +259,7 @@ fn sigterm_in_the_middle_of_a_sync_finishes_it_and_exits_0() {
     let status = receiver.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{}", receiver.log());
     // The sync in progress finished: the object serves the new version.
-    assert_eq!(served_versions(&sb, &ns)[&champion(&model)], "2");
+    assert_eq!(served_versions(&sb, &ns)[&champion(&ns, &model)], "2");
     let log = receiver.log();
     let term = log.find("signal=SIGTERM").expect("SIGTERM logged");
     let finished = log
@@ -301,8 +302,8 @@ fn sync_and_plan_of_one_model_touch_only_its_objects() {
         m2s().args(["plan", "--detailed-exitcode", "--model", &a]),
         2,
     );
-    assert!(r.stdout.contains(&champion(&a)), "{}", r.stdout);
-    assert!(!r.stdout.contains(&champion(&b)), "{}", r.stdout);
+    assert!(r.stdout.contains(&champion(&ns, &a)), "{}", r.stdout);
+    assert!(!r.stdout.contains(&champion(&ns, &b)), "{}", r.stdout);
     assert!(
         r.stdout
             .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
@@ -322,38 +323,38 @@ fn sync_and_plan_of_one_model_touch_only_its_objects() {
     );
     let after = sb.resource_versions(&ns);
     for (name, rv) in &before {
-        assert_eq!(after[name] != *rv, *name == champion(&a), "{name}");
+        assert_eq!(after[name] != *rv, *name == champion(&ns, &a), "{name}");
     }
     if let Some(requests) = m2s_requests_since(mark, &ns) {
         let mut requests = requests;
         requests.sort();
         // A GET for each name the model's objects can have, the update, and its Event.
         let expected = [
-            format!("create event {}", champion(&a)),
-            format!("get {}", champion(&a)),
+            format!("create event {}", champion(&ns, &a)),
+            format!("get {}", champion(&ns, &a)),
             format!(
                 "get {}",
-                m2s::targets::TARGETS[0].object_name(&a, "Production")
+                m2s::targets::TARGETS[0].object_name(&a, "Production", &ns)
             ),
             format!(
                 "get {}",
-                m2s::targets::TARGETS[0].object_name(&a, "Staging")
+                m2s::targets::TARGETS[0].object_name(&a, "Staging", &ns)
             ),
-            format!("patch {}", champion(&a)),
+            format!("patch {}", champion(&ns, &a)),
         ];
         assert_eq!(requests, expected);
     }
     // A name with both quote kinds is found too.
     let r = run_expect(m2s().args(["sync", "--model", &quoted]), 0);
     assert!(r.stdout.contains("1 updated"), "{}", r.stdout);
-    assert_eq!(served_versions(&sb, &ns)[&champion(&quoted)], "2");
+    assert_eq!(served_versions(&sb, &ns)[&champion(&ns, &quoted)], "2");
 
     // A deleted alias: the scoped sync deletes that object (--max-deletes holds for it).
     mlflow.delete_alias(&b, "champion");
     let r = run_expect(m2s().args(["sync", "--model", &b, "--max-deletes", "0"]), 1);
     assert!(r.stderr.contains("--max-deletes 0"), "{}", r.stderr);
     run_expect(m2s().args(["sync", "--model", &b]), 0);
-    assert!(!served_versions(&sb, &ns).contains_key(&champion(&b)));
+    assert!(!served_versions(&sb, &ns).contains_key(&champion(&ns, &b)));
     // The last deployment of a model can go: no delete-all guard for one model.
     mlflow.stage(&b, "3", "Archived");
     run_expect(m2s().args(["sync", "--model", &b]), 0);
@@ -379,7 +380,7 @@ fn a_scoped_sync_leaves_objects_it_does_not_own_alone() {
     let (ns, prefix, model) = setup(&sb, "wh-foreign");
     let mlflow = sb.mlflow();
     mlflow.alias(&model, "champion", "1");
-    let name = champion(&model);
+    let name = champion(&ns, &model);
     sb.kubectl_apply_json(&ns, &crate::faults_support::foreign_object(&name, &ns));
     let before = sb.resource_versions(&ns);
     let mut cmd = sb.m2s(&ns, &prefix);
