@@ -20,6 +20,7 @@
 
 // 1. What a serving stack is.
 mod artifacts;
+mod cancel;
 mod hash;
 mod image;
 mod json;

@@ -66,6 +66,10 @@ pub const ENVIRONMENT_ONLY: &[(&str, &str)] = &[
         "Refused at start: a setting of the old Neu.ro service that means nothing to m2s; remove it.",
     ),
     (
+        "POD_NAME",
+        "The receiver's name in the Lease (the chart sets it from the pod's name; default: the host name).",
+    ),
+    (
         "RUST_LOG",
         "Log filter, e.g. info, debug, m2s=debug,info (default info).",
     ),
@@ -218,6 +222,43 @@ pub(crate) struct ServeArgs {
     /// Send every write with server-side dry run (dryRun=All): validated, nothing persisted.
     #[arg(long, env = "M2S_DRY_RUN")]
     pub(crate) dry_run: bool,
+    /// Seconds a sync may run; past them it is abandoned (it sends nothing more) and counted as
+    /// failed, and the receiver goes on with the next.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "M2S_SYNC_TIMEOUT",
+        default_value_t = 120
+    )]
+    pub(crate) sync_timeout: u64,
+    /// Elect the replica that runs the periodic full sync (with its deletes and write-back) on
+    /// the Lease <instance>-leader in the serving namespace (needs RBAC verbs get, create and
+    /// update on leases.coordination.k8s.io); false: this replica runs it, for a single replica.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "M2S_LEADER_ELECTION",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub(crate) leader_election: bool,
+    /// Serve HTTPS with this PEM certificate (chain), read again when it changes; with
+    /// --tls-key (MLflow delivers only to https URLs by default).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "M2S_WEBHOOK_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "M2S_WEBHOOK_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) feedback: FeedbackArgs,
     #[command(flatten)]

@@ -20,7 +20,7 @@ use crate::engine::{not_deployable, Guard, Scope};
 use crate::present::plan::{render_json, render_text};
 use crate::present::status;
 use crate::present::sync::TextSync;
-use crate::receiver::{self, ReceiverOptions};
+use crate::receiver::{self, ReceiverOptions, TlsFiles};
 
 /// Exit code of `plan --detailed-exitcode` when changes are pending.
 const EXIT_CHANGES: u8 = 2;
@@ -132,6 +132,16 @@ fn receiver_options(args: &ServeArgs) -> ReceiverOptions {
         resync_interval: args.resync_interval,
         sync: feedback(&args.feedback, args.dry_run, None),
         guard: guard(&args.guard),
+        sync_timeout: Duration::from_secs(args.sync_timeout),
+        leader_election: args.leader_election,
+        pod_name: process_env("POD_NAME"),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -282,13 +292,29 @@ fn registration_text(done: &Registration) -> Result<String> {
             verb,
             webhook,
             events,
-        } => format!(
-            "{verb} webhook {:?} (id {}): {} → {} ({})\n",
-            webhook.name,
-            webhook.webhook_id,
-            events.join(", "),
-            webhook.url,
-            webhook.status.as_deref().unwrap_or("ACTIVE")
-        ),
+            found_after_lost_answer,
+            removed,
+        } => {
+            let mut text = format!(
+                "{verb} webhook {:?} (id {}): {} → {} ({})\n",
+                webhook.name,
+                webhook.webhook_id,
+                events.join(", "),
+                webhook.url,
+                webhook.status.as_deref().unwrap_or("ACTIVE")
+            );
+            if *found_after_lost_answer {
+                text.push_str("MLflow's answer to the create was lost; the webhook was found by its name and updated.\n");
+            }
+            if !removed.is_empty() {
+                text.push_str(&format!(
+                    "Deleted {} other webhook{} of the same name (id {}): one webhook per instance.\n",
+                    removed.len(),
+                    if removed.len() == 1 { "" } else { "s" },
+                    removed.join(", ")
+                ));
+            }
+            text
+        }
     })
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::hash::content_hash;
-use crate::mlflow::{MlflowClient, Webhook};
+use crate::mlflow::{MlflowClient, Unanswered, Webhook};
 use crate::receiver::event::SUBSCRIBED;
 
 /// MLflow's limit on webhook names.
@@ -66,15 +66,26 @@ fn check_url(url: &str) -> Result<()> {
 pub(crate) enum Registration {
     /// Dry run: what would be sent (without the secret), and where.
     Planned { what: String, body: Value },
-    /// Done: `verb` is "created" or "updated".
+    /// Done: the one webhook of this instance now.
     Done {
+        /// "created" or "updated".
         verb: &'static str,
         webhook: Webhook,
         events: Vec<String>,
+        /// The create's answer was lost, and the webhook was found by its name.
+        found_after_lost_answer: bool,
+        /// Ids of other webhooks of the same name, deleted (an earlier lost answer, a race).
+        removed: Vec<String>,
     },
 }
 
-/// Creates or updates this instance's webhook in MLflow, delivering to `url`.
+/// How often a create whose answer was lost is looked for and, when MLflow has not stored it,
+/// sent again.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates or updates this instance's webhook in MLflow, delivering to `url`, and leaves
+/// exactly one webhook of its name, whatever failed on the way: a create whose answer is lost is
+/// looked for by name before it is sent again, and duplicates are deleted.
 pub(crate) fn register(
     config: &Config,
     url: &str,
@@ -88,20 +99,8 @@ pub(crate) fn register(
         .webhooks_named(&name)
         .context("listing MLflow's webhooks; nothing was changed")?;
     let mut body = request_body(&name, url, config);
-    let target = match existing.as_slice() {
-        [] => None,
-        [only] => Some(only),
-        [first, ..] => {
-            log::warn!(
-                "{} webhooks are named {name:?}; updating the first ({})",
-                existing.len(),
-                first.webhook_id
-            );
-            Some(first)
-        }
-    };
     if dry_run {
-        let what = match target {
+        let what = match existing.first() {
             None => format!(
                 "create webhook {name:?} (POST {})",
                 mlflow.endpoint("webhooks")
@@ -115,11 +114,34 @@ pub(crate) fn register(
         return Ok(Registration::Planned { what, body });
     }
     body["secret"] = Value::String(secret.to_string());
-    let (verb, webhook) = match target {
-        None => ("created", mlflow.create_webhook(&body)),
-        Some(w) => ("updated", mlflow.update_webhook(&w.webhook_id, &body)),
+    let registering = || format!("registering webhook {name:?} in MLflow");
+    let (verb, webhook, found_after_lost_answer) = match existing.first() {
+        Some(w) => (
+            "updated",
+            mlflow
+                .update_webhook(&w.webhook_id, &body)
+                .with_context(registering)?,
+            false,
+        ),
+        None => {
+            let (webhook, lost) = create_once(&mlflow, &name, &body).with_context(registering)?;
+            ("created", webhook, lost)
+        }
     };
-    let webhook = webhook.with_context(|| format!("registering webhook {name:?} in MLflow"))?;
+    // Exactly one webhook of this name: any other (from an earlier lost answer, or a register
+    // run at the same moment) is deleted.
+    let mut removed = Vec::new();
+    for other in mlflow
+        .webhooks_named(&name)
+        .with_context(|| format!("listing MLflow's webhooks after registering {name:?}"))?
+        .into_iter()
+        .filter(|w| w.webhook_id != webhook.webhook_id)
+    {
+        mlflow
+            .delete_webhook(&other.webhook_id)
+            .with_context(|| format!("deleting the duplicate webhook {}", other.webhook_id))?;
+        removed.push(other.webhook_id);
+    }
     let events: Vec<String> = SUBSCRIBED
         .iter()
         .map(|(e, a)| format!("{}.{}", e.to_lowercase(), a.to_lowercase()))
@@ -128,7 +150,34 @@ pub(crate) fn register(
         verb,
         webhook,
         events,
+        found_after_lost_answer,
+        removed,
     })
+}
+
+/// Creates the webhook `name`; when MLflow's answer is lost (it may have stored it), looks for it
+/// by name first and creates it again only when it is not there. The webhook, and whether it
+/// was found after a lost answer (it is then updated with `body`, so that its secret and URL
+/// are the ones asked for).
+fn create_once(mlflow: &MlflowClient, name: &str, body: &Value) -> Result<(Webhook, bool)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let lost = match mlflow.create_webhook(body) {
+            Ok(w) => return Ok((w, false)),
+            Err(e) => e.downcast::<Unanswered>()?,
+        };
+        log::warn!("creating webhook {name:?}: {lost}; looking for it before creating it again");
+        if let Some(stored) = mlflow.webhooks_named(name)?.into_iter().next() {
+            let updated = mlflow.update_webhook(&stored.webhook_id, body)?;
+            return Ok((updated, true));
+        }
+        if attempt >= CREATE_ATTEMPTS {
+            return Err(anyhow::anyhow!(lost).context(format!(
+                "no answer to {attempt} creates, and MLflow lists no webhook named {name:?}"
+            )));
+        }
+    }
 }
 
 #[cfg(test)]

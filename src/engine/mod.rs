@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::desired::{EntryError, Registry, RegistryBuilder};
 use crate::k8s::{self, Kube};
@@ -140,6 +141,19 @@ impl Clients {
             kube,
             mlflow,
         })
+    }
+
+    /// The clients of one sync of a long-running process: the same connections, their own
+    /// request counts, and `cancel`, which stops them sending once set.
+    pub(crate) fn for_sync(&self, cancel: Cancel) -> Clients {
+        let Executor::Shared(handle) = &self.executor else {
+            unreachable!("only the receiver, whose runtime is shared, syncs more than once");
+        };
+        Clients {
+            executor: Executor::Shared(handle.clone()),
+            kube: self.kube.for_sync(cancel.clone()),
+            mlflow: self.mlflow.for_sync(cancel),
+        }
     }
 
     /// Requests sent so far by both clients.

@@ -17,15 +17,18 @@ use kube::{Client, Config, Resource};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::json::is_subset;
 use crate::keys::owned_selector;
 use crate::targets::Resource as TargetResource;
 
 mod events;
+mod lease;
 mod listed;
 mod watch;
 
 pub(crate) use events::{Note, Reason, Recorder};
+pub(crate) use lease::LeaseApi;
 pub(crate) use listed::{Applied, ListedObject, ObservedStatus};
 use listed::{Listed, ListedPage};
 pub(crate) use watch::Watched;
@@ -85,6 +88,8 @@ pub(crate) struct Kube {
     server: String,
     requests: AtomicU64,
     writes: AtomicU64,
+    /// Set when the sync this client serves is abandoned: no more requests are sent.
+    cancel: Option<Cancel>,
 }
 
 /// Whether a transport error is a timeout (connect, read or write).
@@ -122,7 +127,35 @@ impl Kube {
             server,
             requests: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            cancel: None,
         }
+    }
+
+    /// A client for one sync: the same connections, its own counts, and `cancel`, which stops
+    /// it sending once set.
+    pub(crate) fn for_sync(&self, cancel: Cancel) -> Kube {
+        Kube {
+            api: self.api.clone(),
+            resource: self.resource,
+            namespace: self.namespace.clone(),
+            server: self.server.clone(),
+            requests: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            cancel: Some(cancel),
+        }
+    }
+
+    /// Counts a request about to be sent; an error when the sync was abandoned.
+    fn sending(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(anyhow!(Cancelled));
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 
     pub(crate) fn requests_sent(&self) -> u64 {
@@ -190,7 +223,7 @@ impl Kube {
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.sending()?;
             let page = fetch(lp).await.map_err(|e| self.explain(e, "list", None))?;
             if version.is_none() {
                 version = page.metadata.resource_version.clone();
@@ -273,7 +306,7 @@ impl Kube {
         let req = Request::new(url)
             .get(name, &GetParams::default())
             .map_err(|e| self.explain(kube::Error::BuildRequest(e), "get", Some(name)))?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sending()?;
         match self.api.clone().into_client().request::<Listed>(req).await {
             Ok(o) => Ok(Some(ListedObject::from(o))),
             Err(e) if status_code(&e) == Some(404) => Ok(None),
@@ -311,7 +344,7 @@ impl Kube {
         let lp = ListParams::default()
             .labels(&owned_selector(instance))
             .limit(1);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sending()?;
         let page = self
             .list_lean::<IgnoredAny>(&lp)
             .await
@@ -335,7 +368,7 @@ impl Kube {
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER).force();
         pp.dry_run = dry_run;
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sending()?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         let verb = if resource_version.is_some() {
             "update"
@@ -345,7 +378,7 @@ impl Kube {
         match self.api.patch(name, &pp, &Patch::Apply(&body)).await {
             Ok(applied) => Ok(Applied::of(applied)),
             Err(e) if status_code(&e) == Some(409) => {
-                self.requests.fetch_add(1, Ordering::Relaxed);
+                self.sending()?;
                 let current = self
                     .api
                     .get_opt(name)
@@ -391,7 +424,7 @@ impl Kube {
             }),
             ..DeleteParams::default()
         };
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sending()?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         match self.api.delete(name, &dp).await {
             Ok(_) => Ok(()),

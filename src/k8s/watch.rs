@@ -1,7 +1,5 @@
 //! WATCH of the objects of one instance (`sync --wait`).
 
-use std::sync::atomic::Ordering;
-
 use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use kube::api::{WatchEvent, WatchParams};
@@ -32,7 +30,7 @@ impl Kube {
         let wp = WatchParams::default()
             .labels(&owned_selector(instance))
             .timeout(secs.max(1));
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sending()?;
         let stream = self
             .api
             .watch(&wp, resource_version)

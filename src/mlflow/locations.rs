@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    parallel_map, EntryResult, MlflowClient, ModelVersion, Tag, VersionRef, MAX_PAGES, PAGE_SIZE,
+    parallel_map, EntryResult, MlflowClient, ModelVersion, Repeat, Tag, VersionRef, MAX_PAGES,
+    PAGE_SIZE,
 };
 use crate::artifacts::{join, parse_source, ArtifactLocation, Source};
 use crate::settings::setting_tags;
@@ -369,6 +370,8 @@ impl MlflowClient {
                 &[],
                 Some(&body),
                 &[StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST],
+                // A search is a read, sent as POST.
+                Repeat::Safe,
             )?
             else {
                 return Ok(None);

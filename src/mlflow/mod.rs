@@ -3,6 +3,7 @@
 //! Reads, plus (with write-back) tag writes on model versions. Every failure is an error naming
 //! the URL; callers treat a failed read as "the registry is unknown" and write nothing.
 
+mod http;
 mod locations;
 mod registry;
 mod tags;
@@ -12,17 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use reqwest::blocking::Client;
-use reqwest::{Method, StatusCode, Url};
-use serde::de::DeserializeOwned;
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use crate::cancel::Cancel;
 use crate::config::{MlflowAuth, MlflowConfig};
 use crate::settings::Tag;
 
+pub(crate) use http::{Repeat, Unanswered};
 pub(crate) use locations::Resolved;
 #[cfg(test)]
 pub(crate) use registry::parse_search_page;
@@ -32,7 +34,6 @@ pub(crate) use webhooks::Webhook;
 const PAGE_SIZE: u32 = 1000;
 /// A registry of a million models is 1000 pages; more than this is a server bug (token loop).
 const MAX_PAGES: usize = 10_000;
-const MAX_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub(crate) struct AliasRef {
@@ -130,6 +131,8 @@ pub(crate) struct MlflowClient {
     requests: AtomicU64,
     concurrency: usize,
     retry_base: Duration,
+    /// Set when the sync this client serves is abandoned: no more requests are sent.
+    cancel: Option<Cancel>,
 }
 
 impl MlflowClient {
@@ -182,7 +185,25 @@ impl MlflowClient {
             requests: AtomicU64::new(0),
             concurrency: cfg.concurrency,
             retry_base: Duration::from_millis(250),
+            cancel: None,
         })
+    }
+
+    /// A client for one sync: the same connections, its own request count, and `cancel`, which
+    /// stops it sending once set.
+    pub(crate) fn for_sync(&self, cancel: Cancel) -> MlflowClient {
+        MlflowClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            requests: AtomicU64::new(0),
+            concurrency: self.concurrency,
+            retry_base: self.retry_base,
+            cancel: Some(cancel),
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 
     /// HTTP requests sent so far (retries included).
@@ -194,152 +215,6 @@ impl MlflowClient {
         self.base
             .join(&format!("api/2.0/mlflow/{path}"))
             .expect("static API path joins onto a base URL")
-    }
-
-    /// GET with retries on connection errors, timeouts, 429 and 5xx. `Ok(None)` on 404.
-    pub(crate) fn get_json<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<Option<T>> {
-        self.request_json(Method::GET, path, query, None, &[StatusCode::NOT_FOUND])
-    }
-
-    /// One request with retries on connection errors, timeouts, 429 and 5xx; `Ok(None)` when
-    /// MLflow answers one of the `none` statuses.
-    pub(crate) fn request_json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&serde_json::Value>,
-        none: &[StatusCode],
-    ) -> Result<Option<T>> {
-        Ok(self
-            .request_outcome(method, path, query, body, none)?
-            .map_err(|refused| {
-                log::debug!(
-                    "MLflow at {} answered {}{}",
-                    refused.url,
-                    refused.status,
-                    refused.detail
-                );
-            })
-            .ok())
-    }
-
-    /// [`request_json`](MlflowClient::request_json), handing back an answer with one of the
-    /// `pass` statuses (and what MLflow said) instead of failing.
-    pub(crate) fn request_outcome<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&serde_json::Value>,
-        pass: &[StatusCode],
-    ) -> Result<std::result::Result<T, Refused>> {
-        let mut url = self.endpoint(path);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut request = self.http.request(method.clone(), url.clone());
-            if let Some(b) = body {
-                request = request.json(b);
-            }
-            let outcome = request.send();
-            let retryable = match outcome {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_success() {
-                        // Parsed as it arrives, never held whole: a page of 500 runs with their
-                        // parameters, metrics and tags can be megabytes, of which m2s keeps a
-                        // few fields per run.
-                        let mut body = Counted {
-                            inner: std::io::BufReader::with_capacity(64 * 1024, resp),
-                            read: 0,
-                        };
-                        return match serde_json::from_reader(&mut body) {
-                            Ok(value) => Ok(Ok(value)),
-                            Err(e) if e.is_io() => Err(anyhow!(e)).with_context(|| {
-                                format!("reading the response of MLflow at {url}")
-                            }),
-                            Err(e) => Err(anyhow!(e)).with_context(|| {
-                                format!(
-                                    "MLflow at {url} answered with malformed JSON ({} bytes)",
-                                    body.read
-                                )
-                            }),
-                        };
-                    }
-                    let detail = error_detail(resp);
-                    if pass.contains(&status) {
-                        return Ok(Err(Refused {
-                            url: url.to_string(),
-                            status,
-                            detail,
-                        }));
-                    }
-                    match status {
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
-                            "MLflow at {url} answered {status}{detail}: check the MLflow credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
-                        ),
-                        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                            format!("MLflow at {url} answered {status}{detail}")
-                        }
-                        _ => bail!("MLflow at {url} answered {status}{detail}"),
-                    }
-                }
-                Err(e) => {
-                    let kind = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "could not connect"
-                    } else {
-                        "request failed"
-                    };
-                    format!("MLflow at {url}: {kind}: {}", error_chain(&e))
-                }
-            };
-            if attempt >= MAX_ATTEMPTS {
-                bail!("{retryable} (gave up after {attempt} attempts)");
-            }
-            let backoff = self.retry_base * 2u32.pow(attempt - 1);
-            log::warn!("{retryable}; retrying in {backoff:?}");
-            thread::sleep(backoff);
-        }
-    }
-
-    pub(crate) fn get_required<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<T> {
-        self.get_json(path, query)?.ok_or_else(|| {
-            let mut url = self.endpoint(path);
-            url.query_pairs_mut().extend_pairs(query);
-            anyhow!(
-                "MLflow at {url} answered 404 Not Found: is {} an MLflow tracking server?",
-                self.base
-            )
-        })
-    }
-}
-
-/// A reader that counts what it read (for messages about a response parsed as it streams).
-struct Counted<R> {
-    inner: R,
-    read: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
     }
 }
 
@@ -386,37 +261,6 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
         .into_iter()
         .map(|r| r.expect("every item processed when none failed"))
         .collect())
-}
-
-fn error_detail(resp: reqwest::blocking::Response) -> String {
-    #[derive(Deserialize)]
-    struct MlflowError {
-        #[serde(default)]
-        error_code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let body = resp.bytes().unwrap_or_default();
-    match serde_json::from_slice::<MlflowError>(&body) {
-        Ok(e) if !e.message.is_empty() => {
-            let message: String = e.message.chars().take(300).collect();
-            format!(" ({}: {message})", e.error_code)
-        }
-        _ => String::new(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

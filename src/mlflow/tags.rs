@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{MlflowClient, Refused, Tag};
+use super::{MlflowClient, Refused, Repeat, Tag};
 
 /// Statuses a tag write handles itself: a refusal names the permission, a missing version or
 /// tag needs no write.
@@ -82,7 +82,8 @@ impl MlflowClient {
         if !key.starts_with("m2s.") {
             bail!("refusing to {verb} MLflow tag {key:?}: m2s writes only tags starting with m2s.");
         }
-        match self.request_outcome::<Value>(method, path, &[], Some(body), &HANDLED)? {
+        // Setting a tag to a value, or deleting it, twice is the same as once.
+        match self.request_outcome::<Value>(method, path, &[], Some(body), &HANDLED, Repeat::Safe)? {
             Ok(_) => Ok(()),
             Err(Refused { status, .. }) if status == StatusCode::NOT_FOUND => {
                 log::debug!("{verb} tag {key} on version {version} of model {model:?}: not found (gone)");

@@ -1,4 +1,5 @@
 use super::*;
+use anyhow::bail;
 
 #[test]
 fn parallel_map_keeps_order_and_stops_on_error() {

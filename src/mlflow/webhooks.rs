@@ -1,5 +1,6 @@
-//! MLflow's webhook API (MLflow 3.3+): list, create, update. Managing webhooks needs an admin
-//! on servers with authentication.
+//! MLflow's webhook API (MLflow 3.3+): list, create, update, delete. Managing webhooks needs an
+//! admin on servers with authentication. A create is sent once ([`Repeat::Once`]): MLflow does
+//! not make names unique, so a create repeated after a lost answer would make a second webhook.
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{MlflowClient, MAX_PAGES};
+use super::{MlflowClient, Repeat, MAX_PAGES};
 
 /// A webhook as MLflow lists it (its secret is never returned).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -67,18 +68,39 @@ impl MlflowClient {
         )
     }
 
-    /// Creates a webhook from `body` (name, url, events, secret, ...).
+    /// Creates a webhook from `body` (name, url, events, secret, ...). Not retried after a
+    /// failure MLflow may have acted on: that is an [`Unanswered`](super::Unanswered) error.
     pub(crate) fn create_webhook(&self, body: &Value) -> Result<Webhook> {
-        self.send_webhook(Method::POST, "webhooks".to_string(), body)
+        self.send_webhook(Method::POST, "webhooks".to_string(), body, Repeat::Once)
     }
 
     /// Updates webhook `id` with the fields of `body`.
     pub(crate) fn update_webhook(&self, id: &str, body: &Value) -> Result<Webhook> {
-        self.send_webhook(Method::PATCH, format!("webhooks/{id}"), body)
+        self.send_webhook(Method::PATCH, format!("webhooks/{id}"), body, Repeat::Safe)
     }
 
-    fn send_webhook(&self, method: Method, path: String, body: &Value) -> Result<Webhook> {
-        let r: Option<WebhookResponse> = self.request_json(method, &path, &[], Some(body), &[])?;
+    /// Deletes webhook `id`; one already gone is no error.
+    pub(crate) fn delete_webhook(&self, id: &str) -> Result<()> {
+        let _: Option<Value> = self.request_json(
+            Method::DELETE,
+            &format!("webhooks/{id}"),
+            &[],
+            None,
+            &[reqwest::StatusCode::NOT_FOUND],
+            Repeat::Safe,
+        )?;
+        Ok(())
+    }
+
+    fn send_webhook(
+        &self,
+        method: Method,
+        path: String,
+        body: &Value,
+        repeat: Repeat,
+    ) -> Result<Webhook> {
+        let r: Option<WebhookResponse> =
+            self.request_json(method, &path, &[], Some(body), &[], repeat)?;
         r.map(|r| r.webhook).with_context(|| {
             format!(
                 "MLflow at {} answered without the webhook",

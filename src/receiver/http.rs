@@ -14,9 +14,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::metrics::Metrics;
 
@@ -71,10 +73,11 @@ async fn answer_in_time(
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
-/// connections' requests in flight to be answered.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then stops
+/// accepting and waits for the connections' requests in flight to be answered.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     deadlines: Deadlines,
     shutdown: impl Future<Output = ()>,
@@ -94,19 +97,34 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(deadlines.headers);
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let (app, watcher, tls) = (app.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                log::debug!("connection ended: {e}");
+            let Some(tls) = tls else {
+                return connection(stream, app, deadlines, watcher).await;
+            };
+            // The handshake counts against the headers' deadline.
+            match tokio::time::timeout(deadlines.headers, tls.accept(stream)).await {
+                Ok(Ok(stream)) => connection(stream, app, deadlines, watcher).await,
+                Ok(Err(e)) => log::debug!("TLS handshake failed: {e}"),
+                Err(_) => log::debug!("TLS handshake not done in time"),
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One client's HTTP/1 connection, with the headers' deadline, until it ends (or shutdown).
+async fn connection<IO>(io: IO, app: Router, deadlines: Deadlines, watcher: Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadlines.headers);
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    if let Err(e) = watcher.watch(connection).await {
+        log::debug!("connection ended: {e}");
+    }
 }

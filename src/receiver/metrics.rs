@@ -28,12 +28,14 @@ pub(crate) const SYNC_KINDS: [&str; 2] = ["full", "model"];
 /// receiver can produce, and `model_absent` (MLflow did not return the model: deleted, renamed,
 /// outside the filter). `failed` is also a sync that could not finish (MLflow or Kubernetes
 /// unreachable, the deletion guard).
-pub(crate) const SYNC_RESULTS: [&str; 5] = [
+/// `timeout`: abandoned past M2S_SYNC_TIMEOUT.
+pub(crate) const SYNC_RESULTS: [&str; 6] = [
     "ok",
     "not_deployable",
     "write_back_failed",
     "model_absent",
     "failed",
+    "timeout",
 ];
 /// Upper bounds of the sync duration histogram's buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
@@ -59,6 +61,10 @@ struct Values {
     /// When the sync in progress started.
     running_since: Option<Instant>,
     ready: bool,
+    /// Whether this replica holds the Lease.
+    leader: bool,
+    /// Entries that cannot be deployed, as the last full sync found them.
+    not_deployable: usize,
 }
 
 pub(crate) struct Metrics {
@@ -74,6 +80,8 @@ pub(crate) struct SyncRecord {
     pub(crate) created: usize,
     pub(crate) updated: usize,
     pub(crate) deleted: usize,
+    /// Entries that cannot be deployed (a full sync that finished its plan).
+    pub(crate) not_deployable: Option<usize>,
 }
 
 fn known(list: &'static [&'static str], value: &str) -> &'static str {
@@ -160,6 +168,9 @@ impl Metrics {
                 v.ready = true;
                 v.last_full_success = Some(unix_now());
             }
+            if let (Some(n), "full") = (r.not_deployable, r.kind) {
+                v.not_deployable = n;
+            }
         });
     }
 
@@ -167,6 +178,11 @@ impl Metrics {
     /// against it: they are the registry's problem, reported on every sync).
     pub(crate) fn ready(&self) -> bool {
         self.with(|v| v.ready)
+    }
+
+    /// This replica starts or stops leading.
+    pub(crate) fn set_leader(&self, leader: bool) {
+        self.with(|v| v.leader = leader);
     }
 
     /// How long the sync in progress has been running.
@@ -203,6 +219,8 @@ impl Metrics {
             }
             let _ = writeln!(out, "# HELP m2s_last_full_sync_success_timestamp_seconds Unix time the last successful full sync finished (0: none yet).\n# TYPE m2s_last_full_sync_success_timestamp_seconds gauge\nm2s_last_full_sync_success_timestamp_seconds {}", v.last_full_success.unwrap_or(0.0));
             let _ = writeln!(out, "# HELP m2s_sync_queue_models Models waiting for a sync.\n# TYPE m2s_sync_queue_models gauge\nm2s_sync_queue_models {}", v.queued);
+            let _ = writeln!(out, "# HELP m2s_leader Whether this replica holds the Lease and runs the periodic full sync (1) or not (0).\n# TYPE m2s_leader gauge\nm2s_leader {}", u8::from(v.leader));
+            let _ = writeln!(out, "# HELP m2s_entries_not_deployable Registry entries that cannot be deployed, as this replica's last full sync found them.\n# TYPE m2s_entries_not_deployable gauge\nm2s_entries_not_deployable {}", v.not_deployable);
             out
         })
     }

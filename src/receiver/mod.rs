@@ -1,21 +1,29 @@
-//! `m2s webhook`: the long-running receiver of MLflow registry webhooks. `POST /webhook` verifies
-//! each delivery (signature, timestamp window, delivery id), answers at once and queues a sync
-//! of the model the event names; one sync thread runs those syncs and a full sync at start and
-//! every resync interval. `GET /healthz`, `/readyz` and `/metrics` follow the usual
-//! conventions; SIGTERM stops accepting, lets the sync in progress finish and exits 0.
+//! `m2s webhook`: the long-running receiver of MLflow registry webhooks, run as one replica or
+//! several. `POST /webhook` verifies each delivery (signature, timestamp window, delivery id),
+//! answers at once and queues a sync of the model the event names, on whichever replica it
+//! reached; one sync thread per replica runs those syncs. The replica that holds the Lease
+//! ([`leader`]) also runs a full sync when it starts leading and every resync interval. `GET
+//! /healthz`, `/readyz` and `/metrics` follow the usual conventions (over HTTPS too, with a
+//! certificate); SIGTERM stops accepting, lets the sync in progress finish, hands the Lease
+//! back and exits 0.
 
 pub(crate) mod event;
 mod http;
+mod leader;
 pub(crate) mod metrics;
 pub(crate) mod queue;
+mod run;
+mod tls;
 pub(crate) mod verify;
 mod worker;
 
-use std::net::SocketAddr;
+pub(crate) use run::{serve, ReceiverOptions};
+pub(crate) use tls::TlsFiles;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -24,11 +32,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::config::{Config, DeployConfig, EnvLookup};
-use crate::engine::apply::SyncOptions;
-use crate::engine::{Clients, Executor, Guard};
+use crate::config::{DeployConfig, EnvLookup};
 use event::{decide, Decision};
 use http::Deadlines;
+use leader::Leadership;
 use metrics::Metrics;
 use queue::{Queued, Scheduler};
 use verify::{Delivery, RecentDeliveries, Verifier};
@@ -53,6 +60,7 @@ struct Receiver {
     deliveries: Mutex<RecentDeliveries>,
     scheduler: Arc<Scheduler>,
     metrics: Arc<Metrics>,
+    leadership: Arc<Leadership>,
     deploy: DeployConfig,
     run_timeout: Duration,
 }
@@ -162,14 +170,22 @@ async fn healthz(State(r): State<Arc<Receiver>>) -> Response {
     }
 }
 
-/// `GET /readyz`: ready once the first full sync has succeeded.
+/// `GET /readyz`: a replica that leads is ready once a full sync of its has succeeded (as a
+/// single replica always was); one that does not lead, once it has seen the Lease held by
+/// another (it then syncs what the events it receives name).
 async fn readyz(State(r): State<Arc<Receiver>>) -> Response {
-    if r.metrics.ready() {
+    let l = &r.leadership;
+    if r.metrics.ready() || (l.is_settled() && !l.is_leader()) {
         text(StatusCode::OK, "ready\n")
-    } else {
+    } else if l.is_leader() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "no full sync has succeeded yet\n",
+        )
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Lease could not be read yet\n",
         )
     }
 }
@@ -195,112 +211,6 @@ fn router(receiver: Arc<Receiver>, deadlines: Deadlines) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(receiver);
     http::with_request_deadline(app, deadlines.request, counters)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot listen for SIGTERM: {e}");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => log::info!(signal = "SIGTERM"; "stopping: no new requests; finishing the sync in progress"),
-        _ = tokio::signal::ctrl_c() => log::info!(signal = "SIGINT"; "stopping: no new requests; finishing the sync in progress"),
-    }
-}
-
-/// How the receiver runs (`m2s webhook`).
-#[derive(Debug, Clone)]
-pub(crate) struct ReceiverOptions {
-    /// Address to listen on, as given (`M2S_WEBHOOK_LISTEN`).
-    pub(crate) listen: String,
-    /// Seconds between full syncs.
-    pub(crate) resync_interval: u64,
-    /// What each sync does (dry run, Events, write-back; never waits).
-    pub(crate) sync: SyncOptions,
-    pub(crate) guard: Guard,
-}
-
-/// Runs the receiver until SIGTERM or SIGINT.
-pub(crate) fn serve(config: Config, args: &ReceiverOptions, secret: String) -> Result<()> {
-    let listen: SocketAddr = args.listen.trim().parse().with_context(|| {
-        format!(
-            "M2S_WEBHOOK_LISTEN (--listen) {:?} is not an address such as 0.0.0.0:8080",
-            args.listen
-        )
-    })?;
-    if args.resync_interval == 0 {
-        bail!("M2S_RESYNC_INTERVAL (--resync-interval) must be at least 1 second");
-    }
-    let interval = Duration::from_secs(args.resync_interval);
-    let metrics = Arc::new(Metrics::new());
-    let scheduler = Arc::new(Scheduler::new(interval));
-    let receiver = Arc::new(Receiver {
-        verifier: Verifier::new(&secret),
-        deliveries: Mutex::new(RecentDeliveries::new(REMEMBERED_DELIVERIES)),
-        scheduler: scheduler.clone(),
-        metrics: metrics.clone(),
-        deploy: config.deploy.clone(),
-        run_timeout: config.run_timeout,
-    });
-    drop(secret);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("m2s-http")
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
-    // One set of clients for the replica, made before anything listens: a bad kubeconfig or
-    // MLflow URL fails now, not at the first sync. Every sync uses them; the Kubernetes side
-    // runs on this runtime, whose threads keep its connections alive between syncs.
-    let clients = Clients::connect(&config, Executor::Shared(runtime.handle().clone()))?;
-    // Bound before the first sync, so that events arriving during it are queued, not lost.
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("listening on {listen} (M2S_WEBHOOK_LISTEN)"))?;
-    let local = listener.local_addr()?;
-    log::info!(
-        listen:% = local, namespace = config.deploy.namespace.as_str(),
-        instance = config.deploy.instance.as_str(), target = config.deploy.target.id(),
-        resync_interval_s = args.resync_interval, dry_run = args.sync.dry_run;
-        "m2s webhook listening"
-    );
-    let worker = worker::Worker {
-        options: SyncOptions {
-            wait: None,
-            ..args.sync.clone()
-        },
-        config: Arc::new(config),
-        clients,
-        scheduler: scheduler.clone(),
-        metrics,
-        guard: args.guard,
-    };
-    let sync_thread = std::thread::Builder::new()
-        .name("m2s-sync".into())
-        .spawn(move || worker.run())
-        .context("starting the sync thread")?;
-    let deadlines = Deadlines::default();
-    runtime.block_on(http::serve(
-        listener,
-        router(receiver, deadlines),
-        deadlines,
-        shutdown_signal(),
-    ));
-    let dropped = scheduler.stop();
-    if dropped > 0 {
-        log::info!(models = dropped; "queued model syncs not started; the next full sync covers them");
-    }
-    if sync_thread.join().is_err() {
-        bail!("the sync thread panicked");
-    }
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    log::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! model: however many arrive for a model before its sync starts, it is synced once; events
 //! that arrive while it is being synced make exactly one more sync after it. The queue is
 //! bounded: past [`MAX_MODELS`] waiting models (or [`MAX_ALIASES`] aliases named for one model)
-//! a full sync is scheduled instead, which covers every model, so nothing is lost. A full sync
-//! is due at start and every resync interval; when it starts it takes over the waiting models
-//! (it reads them too) and gives them back if it fails.
+//! a full sync is scheduled instead, which covers every model, so nothing is lost. Full syncs
+//! run only on the replica that leads (the Lease's holder): at once when it starts leading, then
+//! every resync interval; when one starts it takes over the waiting models (it reads them too)
+//! and gives them back if it fails. A replica that does not lead drops an overflow (the
+//! leader's next full sync covers it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex};
@@ -55,10 +57,12 @@ pub(crate) struct Queue {
     next_full: Instant,
     interval: Duration,
     stopping: bool,
+    /// Whether this replica leads: only then are full syncs due.
+    leading: bool,
 }
 
 impl Queue {
-    /// A queue whose first full sync is due at `now`.
+    /// A queue whose first full sync is due at `now`, once the replica leads.
     pub(crate) fn new(now: Instant, interval: Duration) -> Queue {
         Queue {
             waiting: BTreeMap::new(),
@@ -67,7 +71,16 @@ impl Queue {
             next_full: now,
             interval,
             stopping: false,
+            leading: false,
         }
+    }
+
+    /// The replica starts or stops leading; one that starts runs a full sync at once.
+    pub(crate) fn set_leading(&mut self, leading: bool) {
+        if leading && !self.leading {
+            self.full_asked = true;
+        }
+        self.leading = leading;
     }
 
     pub(crate) fn waiting(&self) -> usize {
@@ -108,7 +121,7 @@ impl Queue {
     /// The next sync to run at `now`, if any: a due full sync first (taking over the waiting
     /// models), else the model that has waited longest.
     pub(crate) fn take(&mut self, now: Instant) -> Option<(Scope, Vec<Scope>)> {
-        if self.full_asked || now >= self.next_full {
+        if self.full_due(now) {
             self.full_asked = false;
             let covered = self.drain();
             return Some((Scope::All, covered));
@@ -151,12 +164,19 @@ impl Queue {
         }
     }
 
+    fn full_due(&self, now: Instant) -> bool {
+        self.leading && (self.full_asked || now >= self.next_full)
+    }
+
     /// How long the worker may sleep at `now`: `None` when a sync can start at once.
     fn idle_for(&self, now: Instant) -> Option<Duration> {
-        if self.full_asked || !self.order.is_empty() || now >= self.next_full {
+        if self.full_due(now) || !self.order.is_empty() {
             None
-        } else {
+        } else if self.leading {
             Some(self.next_full - now)
+        } else {
+            // Woken by an event or by starting to lead.
+            Some(Duration::from_secs(3600))
         }
     }
 }
@@ -178,6 +198,12 @@ impl Scheduler {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding the lock ends the process (see the sync thread's guard).
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replica starts or stops leading (see [`Queue::set_leading`]).
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.lock().set_leading(leading);
+        self.wake.notify_one();
     }
 
     /// Asks for a sync of `model` and returns at once.

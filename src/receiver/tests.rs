@@ -22,6 +22,7 @@ fn start() -> Running {
 fn start_with(deadlines: Deadlines) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let scheduler = Arc::new(Scheduler::new(Duration::from_secs(3600)));
+    scheduler.set_leading(true);
     // The start-up full sync is taken, so that the queue holds only what events add.
     assert_eq!(scheduler.next().map(|j| j.0), Some(Scope::All));
     scheduler.full_done(true, vec![]);
@@ -30,6 +31,7 @@ fn start_with(deadlines: Deadlines) -> Running {
         deliveries: Mutex::new(RecentDeliveries::new(100)),
         scheduler,
         metrics: Arc::new(Metrics::new()),
+        leadership: Arc::new(Leadership::always()),
         deploy: DeployConfig {
             aliases: AliasSelection::Listed(vec!["champion".into()]),
             ..DeployConfig::new("models", "http://mlflow")
@@ -47,7 +49,7 @@ fn start_with(deadlines: Deadlines) -> Running {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            http::serve(listener, app, deadlines, std::future::pending()).await;
+            http::serve(listener, None, app, deadlines, std::future::pending()).await;
         });
     });
     Running {
@@ -211,6 +213,7 @@ fn probes_report_liveness_and_readiness() {
         created: 0,
         updated: 0,
         deleted: 0,
+        not_deployable: Some(0),
     });
     assert_eq!(r.get("/readyz"), (200, "ready\n".into()));
     let (status, text) = r.get("/metrics");

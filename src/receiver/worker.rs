@@ -1,27 +1,38 @@
-//! The sync thread: the only one of a replica that syncs, so two of its syncs never write at
-//! once. It runs what the [`Scheduler`] hands it, outside the async runtime (MLflow's client is
-//! blocking), with the replica's one set of clients.
+//! The sync thread of a replica: it runs what the [`Scheduler`] hands it, one sync at a time,
+//! each on a thread of its own with the replica's clients (outside the async runtime: MLflow's
+//! client is blocking). A sync past its deadline (`M2S_SYNC_TIMEOUT`), or a full sync whose
+//! replica stops leading, is abandoned: its clients send nothing more, it counts as failed, and
+//! the next sync starts. What it wrote stays; each write is one request that carries the
+//! resourceVersion or UID it was planned on, so a late one cannot undo a newer sync's.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::leader::Leadership;
 use super::metrics::{Metrics, SyncRecord};
 use super::queue::Scheduler;
+use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::engine::apply::{self, SyncOptions, SyncOutcome, SyncResult, Unwatched};
-use crate::engine::Guard;
-use crate::engine::{self, deletion_guard, Clients, Requests, Scope};
+use crate::engine::{self, deletion_guard, Clients, Guard, Requests, Scope};
+
+/// How often a waiting worker looks whether its full sync's replica still leads.
+const LOOK: Duration = Duration::from_millis(200);
 
 pub(crate) struct Worker {
     /// Dry run, Events and write-back as for `m2s sync` (no waiting).
     pub(crate) options: SyncOptions,
     pub(crate) config: Arc<Config>,
-    pub(crate) clients: Clients,
+    pub(crate) clients: Arc<Clients>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) leadership: Arc<Leadership>,
     pub(crate) guard: Guard,
+    /// A sync running longer is abandoned.
+    pub(crate) deadline: Duration,
 }
 
 /// What one sync came to, as the receiver counts it.
@@ -29,6 +40,12 @@ enum Finished {
     /// MLflow did not return the model (deleted, renamed, outside the filter): nothing written.
     ModelAbsent(Requests),
     Synced(Box<SyncOutcome>),
+}
+
+/// Why a sync was abandoned.
+enum Abandoned {
+    Deadline,
+    LostLead,
 }
 
 impl Worker {
@@ -47,7 +64,7 @@ impl Worker {
     fn sync(&self, scope: &Scope) -> bool {
         let started = Instant::now();
         self.metrics.sync_started();
-        let finished = self.attempt(scope);
+        let finished = self.run_within_deadline(scope);
         let duration = started.elapsed();
         let ms = duration.as_millis() as u64;
         let (kind, model) = (scope.kind(), scope.model_name());
@@ -59,9 +76,34 @@ impl Worker {
             created: 0,
             updated: 0,
             deleted: 0,
+            not_deployable: None,
         };
         let ok = match &finished {
-            Ok(Finished::ModelAbsent(requests)) => {
+            Err(Abandoned::Deadline) => {
+                record.result = "timeout";
+                log::error!(
+                    kind, model, result = "timeout", duration_ms = ms;
+                    "sync abandoned after M2S_SYNC_TIMEOUT ({}s): it sends nothing more; the next sync goes on",
+                    self.deadline.as_secs()
+                );
+                false
+            }
+            Err(Abandoned::LostLead) => {
+                log::warn!(
+                    kind, model, result = "failed", duration_ms = ms;
+                    "full sync abandoned: this replica no longer leads"
+                );
+                false
+            }
+            Ok(Err(e)) => {
+                let error = format!("{e:#}");
+                log::error!(
+                    kind, model, result = "failed", duration_ms = ms, error = error.as_str();
+                    "sync failed; the next full sync retries"
+                );
+                false
+            }
+            Ok(Ok(Finished::ModelAbsent(requests))) => {
                 record.result = "model_absent";
                 record.requests = *requests;
                 log::info!(
@@ -70,48 +112,99 @@ impl Worker {
                 );
                 true
             }
-            Ok(Finished::Synced(o)) => {
-                let result = o.result();
-                record.result = result.label();
-                record.requests = o.requests;
-                (record.created, record.updated, record.deleted) =
-                    (o.created, o.updated, o.deleted);
-                let r = o.requests;
-                log::info!(
-                    kind, model, result = result.label(), duration_ms = ms,
-                    created = o.created, updated = o.updated, deleted = o.deleted,
-                    unchanged = o.unchanged, failed = o.failures.len(),
-                    not_deployable = o.not_deployable, mlflow_requests = r.mlflow,
-                    kube_requests = r.kube, kube_writes = r.kube_writes;
-                    "sync finished"
-                );
-                for problem in o.problems(self.config.deploy.target.resource()) {
-                    log::error!(kind, model; "{problem}");
-                }
+            Ok(Ok(Finished::Synced(o))) => {
+                self.report(scope, o, &mut record, ms);
                 !matches!(
-                    result,
+                    o.result(),
                     SyncResult::ApplyFailed | SyncResult::WriteBackFailed
                 )
-            }
-            Err(e) => {
-                let error = format!("{e:#}");
-                log::error!(
-                    kind, model, result = "failed", duration_ms = ms, error = error.as_str();
-                    "sync failed; the next full sync retries"
-                );
-                false
             }
         };
         self.metrics.sync_finished(&record);
         ok
     }
 
-    fn attempt(&self, scope: &Scope) -> Result<Finished> {
-        let config = &*self.config;
+    /// Log lines and the record of a sync that ran to its end.
+    fn report(&self, scope: &Scope, o: &SyncOutcome, record: &mut SyncRecord, ms: u64) {
+        let (kind, model) = (scope.kind(), scope.model_name());
+        let result = o.result();
+        record.result = result.label();
+        record.requests = o.requests;
+        (record.created, record.updated, record.deleted) = (o.created, o.updated, o.deleted);
+        record.not_deployable = Some(o.not_deployable);
+        let r = o.requests;
+        log::info!(
+            kind, model, result = result.label(), duration_ms = ms,
+            created = o.created, updated = o.updated, deleted = o.deleted,
+            unchanged = o.unchanged, failed = o.failures.len(),
+            not_deployable = o.not_deployable, mlflow_requests = r.mlflow,
+            kube_requests = r.kube, kube_writes = r.kube_writes;
+            "sync finished"
+        );
+        for problem in o.problems(self.config.deploy.target.resource()) {
+            log::error!(kind, model; "{problem}");
+        }
+    }
+
+    /// Runs `scope`'s sync on a thread of its own and waits for it, at most the deadline (and,
+    /// for a full sync, while this replica leads).
+    fn run_within_deadline(&self, scope: &Scope) -> Result<Result<Finished>, Abandoned> {
+        let cancel = Cancel::default();
+        let clients = self.clients.for_sync(cancel.clone());
+        let (done, outcome) = mpsc::channel();
+        let job = Job {
+            config: self.config.clone(),
+            options: self.options.clone(),
+            guard: self.guard,
+            scope: scope.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("m2s-sync-run".into())
+            .spawn(move || {
+                let _ = done.send(job.run(&clients));
+            });
+        if let Err(e) = spawned {
+            return Ok(Err(anyhow::anyhow!(e).context("starting a sync")));
+        }
+        let deadline = Instant::now() + self.deadline;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match outcome.recv_timeout(left.min(LOOK)) {
+                Ok(finished) => return Ok(finished),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(Err(anyhow::anyhow!(
+                        "the sync thread ended without a result"
+                    )))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if *scope == Scope::All && !self.leadership.is_leader() {
+                cancel.cancel();
+                return Err(Abandoned::LostLead);
+            }
+            if Instant::now() >= deadline {
+                cancel.cancel();
+                return Err(Abandoned::Deadline);
+            }
+        }
+    }
+}
+
+/// One sync, as its thread runs it.
+struct Job {
+    config: Arc<Config>,
+    options: SyncOptions,
+    guard: Guard,
+    scope: Scope,
+}
+
+impl Job {
+    fn run(self, clients: &Clients) -> Result<Finished> {
+        let (config, scope) = (&*self.config, &self.scope);
         // Write-back needs every object's state: the periodic full syncs do it.
-        let mut options = self.options.clone();
+        let mut options = self.options;
         options.write_back &= *scope == Scope::All;
-        let prepared = engine::prepare(&self.clients, config, scope, options.write_back)?;
+        let prepared = engine::prepare(clients, config, scope, options.write_back)?;
         if prepared.model_absent {
             return Ok(Finished::ModelAbsent(prepared.requests()));
         }

@@ -13,6 +13,7 @@ fn record(kind: &'static str, result: &'static str, secs: f64) -> SyncRecord {
         created: 0,
         updated: 1,
         deleted: 0,
+        not_deployable: Some(3),
     }
 }
 
@@ -52,6 +53,13 @@ fn renders_every_series_and_counts_what_happened() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(!text.contains("m2s_last_full_sync_success_timestamp_seconds 0\n"));
+    assert!(text.contains("m2s_leader 0\n"));
+    assert!(
+        text.contains("m2s_entries_not_deployable 3\n"),
+        "from the full syncs"
+    );
+    m.set_leader(true);
+    assert!(m.render().contains("m2s_leader 1\n"));
     // Every sample line belongs to a family declared with # TYPE.
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let name = l.split(['{', ' ']).next().unwrap();

@@ -10,9 +10,10 @@ fn model(name: &str, aliases: &[&str]) -> Scope {
     }
 }
 
-/// A queue whose start-up full sync has run.
+/// A queue of the leading replica whose start-up full sync has run.
 fn started(t0: Instant) -> Queue {
     let mut q = Queue::new(t0, HOUR);
+    q.set_leading(true);
     assert_eq!(q.take(t0), Some((Scope::All, vec![])));
     q.full_done(t0, true, vec![]);
     q
@@ -106,6 +107,7 @@ fn overflow_schedules_a_full_sync_and_keeps_the_queue_bounded() {
 #[test]
 fn the_scheduler_wakes_for_an_event_and_stops() {
     let s = std::sync::Arc::new(Scheduler::new(HOUR));
+    s.set_leading(true);
     assert_eq!(s.next(), Some((Scope::All, vec![])));
     s.full_done(true, vec![]);
     let waiter = {
@@ -118,4 +120,33 @@ fn the_scheduler_wakes_for_an_event_and_stops() {
     s.push("a", None);
     assert_eq!(s.stop(), 1);
     assert_eq!(s.next(), None);
+}
+
+#[test]
+fn only_the_leading_replica_runs_full_syncs() {
+    let t0 = Instant::now();
+    let mut q = Queue::new(t0, HOUR);
+    // Not leading: no full sync, at start or after an interval; events are synced.
+    assert_eq!(q.take(t0 + HOUR * 2), None);
+    q.push("iris", None);
+    assert_eq!(q.take(t0).map(|j| j.0), Some(model("iris", &[])));
+    // An overflow does not make a follower run a full sync.
+    for i in 0..=MAX_MODELS {
+        q.push(&format!("m{i}"), None);
+    }
+    assert_ne!(q.take(t0).map(|j| j.0), Some(Scope::All));
+    // Starting to lead runs one at once, taking over the waiting models.
+    q.set_leading(true);
+    let (scope, covered) = q.take(t0).unwrap();
+    assert_eq!(scope, Scope::All);
+    assert_eq!(covered.len(), MAX_MODELS - 1);
+    q.full_done(t0, true, covered);
+    assert_eq!(q.take(t0), None);
+    assert_eq!(q.take(t0 + HOUR).map(|j| j.0), Some(Scope::All));
+    // Losing the lead stops them; leading again starts one at once.
+    q.full_done(t0 + HOUR, true, vec![]);
+    q.set_leading(false);
+    assert_eq!(q.take(t0 + HOUR * 3), None);
+    q.set_leading(true);
+    assert_eq!(q.take(t0 + HOUR).map(|j| j.0), Some(Scope::All));
 }
