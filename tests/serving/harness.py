@@ -56,6 +56,8 @@ import urllib.error
 import urllib.request
 import zlib
 
+# Options main() sets: how long a download may take, and rclone's retries (see --stack-retries).
+OPTS = {"download_timeout": 120, "fast_retries": True}
 KINDS = {"kserve": "InferenceService", "seldon-v1": "SeldonDeployment", "seldon-v2": "Model"}
 # The MLServer each stack runs by default (see runtime_for).
 DEFAULT_RUNTIME = {"kserve": "1.5.0", "seldon-v1": "1.7.1", "seldon-v2": "1.7.1"}
@@ -126,6 +128,13 @@ def tool_env(extra):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     env.update(extra)
     return env
+
+
+def rclone_retry_env():
+    """rclone's defaults (3 retries, 10 low-level retries with backoff) make an unreachable
+    endpoint fail after 3-5 minutes, in the pods as here; unless --stack-retries, one try each,
+    so that a wrong endpoint fails in seconds. A reachable endpoint answers at the first try."""
+    return {"RCLONE_RETRIES": "1", "RCLONE_LOW_LEVEL_RETRIES": "1"} if OPTS["fast_retries"] else {}
 
 
 def runtime_venv(version):
@@ -280,7 +289,7 @@ def kserve_download(obj, ns, model_dir, work, install):
         f.write(f"# env names: {sorted(envs)}\n")
         f.flush()
         r = subprocess.run([py, "-c", script, uri, model_dir], env=env, stdout=f,
-                           stderr=subprocess.STDOUT, timeout=300)
+                           stderr=subprocess.STDOUT, timeout=OPTS["download_timeout"])
     if r.returncode != 0:
         raise Failed("download_failed", last_error(log) or f"storage-initializer exited {r.returncode}",
                      notes=notes)
@@ -383,12 +392,12 @@ def rclone_copy(uri, model_dir, work, env, target, notes):
     log = os.path.join(work, "download.log")
     conf = os.path.join(work, "rclone.conf")
     open(conf, "w").close()  # the image has no config file: only env remotes
-    env = tool_env(dict(env, HOME=work, RCLONE_CONFIG=conf))
+    env = tool_env(dict(env, HOME=work, RCLONE_CONFIG=conf, **rclone_retry_env()))
     with open(log, "w") as f:
         f.write(f"# env names: {sorted(env)}\n")
         f.flush()
         r = subprocess.run([rc, "copy", uri, model_dir], env=env, stdout=f,
-                           stderr=subprocess.STDOUT, timeout=300)
+                           stderr=subprocess.STDOUT, timeout=OPTS["download_timeout"])
     if r.returncode != 0:
         raise Failed("download_failed", last_error(log) or f"rclone exited {r.returncode}", notes=notes)
     # rclone exits 0 having copied nothing when the prefix does not exist; the init container
@@ -482,7 +491,7 @@ def rc_call(port, path, body):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=300) as r:
+        with urllib.request.urlopen(req, timeout=OPTS["download_timeout"]) as r:
             return json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         try:
@@ -490,6 +499,8 @@ def rc_call(port, path, body):
         except ValueError:
             detail = ""
         raise Failed("download_failed", f"rclone {path}: {detail or e}")
+    except (urllib.error.URLError, OSError) as e:  # refused before rcd listens, or timed out
+        raise Failed("download_failed", f"rclone {path}: {e}")
 
 
 def seldon_v2_download(obj, ns, work, preloaded):
@@ -523,7 +534,8 @@ def seldon_v2_download(obj, ns, work, preloaded):
     logf = open(log, "w")
     proc = subprocess.Popen([rc, "rcd", "--rc-no-auth", f"--config={conf}",
                              f"--rc-addr=127.0.0.1:{port}", "-v"],
-                            env=tool_env({"HOME": work}), stdout=logf, stderr=subprocess.STDOUT,
+                            env=tool_env(dict(HOME=work, **rclone_retry_env())), stdout=logf,
+                            stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.time() + 20
@@ -598,11 +610,14 @@ def seldon_v2_repository(obj, downloaded, repo):
 
 
 def last_error(log):
+    """The downloader's error: the last line that says so, with rclone's "caused by:" line."""
     lines = [l for l in tail(log, 200) if l.strip()]
-    keys = ("Error", "error", "Exception", "Failed", "failed", "Traceback", "ERROR")
-    for l in reversed(lines):
-        if any(k in l for k in keys) and not l.lstrip().startswith("Traceback"):
-            return l.strip()[-600:]
+    keys = ("Error", "error", "Exception", "Failed", "failed", "ERROR")
+    for i in range(len(lines) - 1, -1, -1):
+        l = lines[i]
+        if any(k in l for k in keys) and not l.lstrip().startswith(("Traceback", "caused by")):
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return (l.strip() + (" " + nxt if nxt.startswith("caused by") else ""))[-600:]
     return lines[-1].strip()[-600:] if lines else ""
 
 
@@ -673,15 +688,19 @@ class MLServer:
         self.logf.close()
 
     def load_error(self):
-        """The model's load error as MLServer logged it (e.g. MLflow's "Unrecognized
-        serialization format: skops")."""
-        lines = tail(self.log, 400)
-        for l in reversed(lines):
-            s = l.strip()
-            if not s or s.startswith(("File ", "Traceback", "^", "~")):
-                continue
-            if ("Error:" in s or "Exception:" in s or "error" in s.lower()) and "raise " not in s:
-                return s[-600:]
+        """The model's load error as MLServer logged it: the first exception line of a traceback
+        (e.g. "mlflow.exceptions.MlflowException: Unrecognized serialization format: skops"); the
+        server's own shutdown after a failed start logs more, later, that is not the cause."""
+        import re
+
+        lines = tail(self.log, 2000)
+        pattern = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit))(: |$)")
+        for l in lines:
+            if pattern.match(l.strip()):
+                return l.strip()[-600:]
+        for l in lines:
+            if " ERROR " in l or "[ERROR]" in l or "- ERROR -" in l:
+                return l.strip()[-600:]
         return (lines[-1].strip() if lines else "no log")[-600:]
 
 
@@ -820,8 +839,13 @@ def main():
     ap.add_argument("--seldon-v2-preloaded", nargs="*", default=[],
                     help="Secrets the Seldon 2 agent preloads as rclone remotes")
     ap.add_argument("--expect", help="JSON list the prediction must equal")
-    ap.add_argument("--timeout", type=float, default=180)
+    ap.add_argument("--timeout", type=float, default=180, help="seconds for the model to load and answer")
+    ap.add_argument("--download-timeout", type=float, default=120)
+    ap.add_argument("--stack-retries", action="store_true",
+                    help="rclone with its default retries, as in the pods (a wrong endpoint then "
+                         "takes minutes to fail)")
     args = ap.parse_args()
+    OPTS.update(download_timeout=args.download_timeout, fast_retries=not args.stack_retries)
 
     started = time.time()
     result = {"target": args.target, "stage": None, "work": os.path.abspath(args.work)}
