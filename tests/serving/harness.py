@@ -444,12 +444,20 @@ def parse_rclone_config(raw):
     if not isinstance(cfg, dict) or not all(cfg.get(k) for k in ("name", "type", "parameters")):
         raise Failed("download_failed", "rclone config in the Secret lacks name, type or parameters "
                      "(Key: 'RcloneConfigCreate.Name' Error:Field validation ... failed on the 'required' tag)")
-    # RcloneConfigCreate.Parameters is a map[string]string: Go's json and yaml.v2 refuse a
-    # boolean or number there (write `env_auth: "false"`, quoted).
-    bad = {k: v for k, v in cfg["parameters"].items() if not isinstance(v, str)}
-    if bad:
-        raise Failed("download_failed", f"Failed to unmarshall config as json or yaml: parameters "
-                     f"{sorted(bad)} are not strings (quote them)")
+    # RcloneConfigCreate.Parameters is a map[string]string. A JSON boolean or number there fails
+    # json.Unmarshal, and the fallback yaml.v2 (v2.4.0 decode.go: a resolved scalar into a string
+    # takes its text) accepts it as the scalar's text; null, lists and maps fail both.
+    params = {}
+    for k, v in cfg["parameters"].items():
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = str(v)
+        elif not isinstance(v, str):
+            raise Failed("download_failed", f"Failed to unmarshall config as json or yaml: "
+                         f"parameter {k} is {type(v).__name__}, not a string")
+        params[k] = v
+    cfg["parameters"] = params
     return cfg
 
 
