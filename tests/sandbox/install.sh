@@ -116,13 +116,14 @@ if [[ "$(cat "$TOOLS_VENV/.m2s-installed" 2>/dev/null)" != "$TOOLS_SPEC" ]]; the
 fi
 flock -u 8
 
-# python_310: the Python 3.10 of the MLServer images (pyenv's, or python3.10 on PATH, or
-# M2S_PYTHON310). uv is told never to download one (GitHub is out of reach here).
-python_310() {
-  local p
-  for p in "${M2S_PYTHON310:-}" "$HOME"/.pyenv/versions/3.10*/bin/python3.10 "$(command -v python3.10 2>/dev/null || true)"; do
+# find_python X.Y: that Python (pyenv's ~/.pyenv/versions/X.Y.*, pythonX.Y on PATH, or
+# M2S_PYTHON<XY>, e.g. M2S_PYTHON310). The MLServer images run 3.10 (1.5.0, 1.7.1) and 3.8
+# (1.3.5). uv is told never to download one (GitHub is out of reach here).
+find_python() {
+  local want="$1" var="M2S_PYTHON${1//./}" p
+  for p in "${!var:-}" "$HOME"/.pyenv/versions/"$want".*/bin/python"$want" "$(command -v "python$want" 2>/dev/null || true)"; do
     [[ -n "$p" && -x "$p" ]] || continue
-    "$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { printf '%s\n' "$p"; return 0; }
+    "$p" -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$want')" 2>/dev/null && { printf '%s\n' "$p"; return 0; }
   done
   return 1
 }
@@ -156,11 +157,12 @@ if [[ "$M2S_SANDBOX_SERVING" == 1 ]]; then
   serving_venv "install kserve-storage $KSERVE_STORAGE_VERSION (KServe's downloader)" \
     "$KSERVE_STORAGE_VENV" "$(command -v python3)" "$reqdir/kserve-storage.txt"
   rm -rf "$reqdir"
-  py310="$(python_310)" || fail "find Python 3.10" "" \
-    "the MLServer runtimes need Python 3.10 (pyenv's ~/.pyenv/versions/3.10.*, python3.10 on PATH, or M2S_PYTHON310=...); or M2S_SANDBOX_SERVING=0 to install no runtimes"
   for v in $MLSERVER_RUNTIMES; do
-    serving_venv "install MLServer $v with its image's MLflow (1-3 min)" "$(mlserver_venv "$v")" "$py310" \
-      "$REPO_ROOT/tests/serving/runtimes/mlserver-$v.txt"
+    req="$REPO_ROOT/tests/serving/runtimes/mlserver-$v.txt"
+    pyv="$(sed -n 's/^# python: //p' "$req")"
+    py="$(find_python "$pyv")" || fail "find Python $pyv" "" \
+      "MLServer $v runs on Python $pyv: none found (~/.pyenv/versions/$pyv.*, python$pyv on PATH, or M2S_PYTHON${pyv//./}=...); or M2S_SANDBOX_SERVING=0 to install no runtimes"
+    serving_venv "install MLServer $v with its image's MLflow (Python $pyv)" "$(mlserver_venv "$v")" "$py" "$req"
   done
   flock -u 7
 fi

@@ -56,8 +56,10 @@ SERVING_CACHE="$M2S_SANDBOX_CACHE/serving"
 # KServe's storage-initializer: kserve-storage from PyPI (Python 3.11 in KServe's image).
 KSERVE_STORAGE_VERSION="0.21.0"
 KSERVE_STORAGE_VENV="$SERVING_CACHE/kserve-storage-$KSERVE_STORAGE_VERSION"
-# MLServer as the stacks ship it (Python 3.10), pinned by tests/serving/runtimes/mlserver-*.txt.
-MLSERVER_RUNTIMES="1.5.0 1.7.1"
+# MLServer as the stacks ship it, pinned by tests/serving/runtimes/mlserver-*.txt (whose
+# `# python:` line names the interpreter): 1.5.0 (KServe v0.20.0's Helm chart), 1.7.1 (Seldon
+# Core 2.10.2, KServe's kustomize manifests), 1.3.5 (Seldon Core 1.18.2's MLFLOW_SERVER v2 image).
+MLSERVER_RUNTIMES="1.5.0 1.7.1 1.3.5"
 mlserver_venv() { printf '%s\n' "$SERVING_CACHE/mlserver-$1"; }
 # The bucket behind MLflow's --artifacts-destination.
 S3_BUCKET="m2s-artifacts"

@@ -16,6 +16,8 @@
 # Needs a running sandbox (tests/sandbox/up.sh) and an m2s binary (M2S, default target/debug/m2s).
 # Seldon Core 1: m2s writes no spec.protocol; MLServer serves MLFLOW_SERVER only with
 # `protocol: v2`, so it is added here (the default `seldon` protocol runs seldonio/mlflowserver).
+# The image is set to seldonio/mlserver:1.7.1 (M2S_SELDON_DEF_IMAGE): Seldon's default for
+# MLFLOW_SERVER v2, seldonio/mlserver:1.3.5-mlflow, fails to load (case seldon-default-image).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ENV_FILE="${M2S_SANDBOX_DIR:-$HOME/.cache/m2s-sandbox/run}/env"
@@ -64,7 +66,9 @@ m2s_sync() { # m2s_sync TARGET NS
   local extra
   case $1 in
     kserve) extra=(M2S_SERVICE_ACCOUNT=models-s3) ;;
-    seldon-v1) extra=(M2S_MODEL_SECRET=models-rclone) ;;
+    # Seldon 1.18's own MLFLOW_SERVER v2 image (seldonio/mlserver:1.3.5-mlflow) cannot read an
+    # MLflow 3 signature: the image MLServer 1.7.1, as a team would set it.
+    seldon-v1) extra=(M2S_MODEL_SECRET=models-rclone M2S_SELDON_DEF_IMAGE=seldonio/mlserver:1.7.1) ;;
     seldon-v2) extra=(M2S_MODEL_SECRET=models-s3-rclone) ;;
   esac
   env M2S_MLFLOW_HOST="$M2S_SANDBOX_MLFLOW_URL" M2S_TARGET="$1" M2S_SELDON_DEPLOYMENT_NS="$2" \
@@ -75,6 +79,7 @@ m2s_sync() { # m2s_sync TARGET NS
 resource() { case $1 in kserve) echo inferenceservices.serving.kserve.io ;; seldon-v1) echo seldondeployments.machinelearning.seldon.io ;; seldon-v2) echo models.mlops.seldon.io ;; esac; }
 
 fails=0
+HARNESS_ARGS=()
 check() { # check TARGET NS CASE WANT_STAGE [WANT_PREDICTION_JSON] [RESOURCES_NS]
   local t="$1" ns="$2" case="$3" want="$4" expect="${5:-}" res_ns="${6:-$2}" name="$MODEL-champion"
   [[ $t == seldon-v1 ]] && k patch -n "$ns" "$(resource "$t")" "$name" --type merge -p '{"spec":{"protocol":"v2"}}' >/dev/null
@@ -83,6 +88,7 @@ check() { # check TARGET NS CASE WANT_STAGE [WANT_PREDICTION_JSON] [RESOURCES_NS
   local args=(--target "$t" --object "$WORK/$t-$case.object.json" --resources "$WORK/$t-$case.resources.json"
     --work "$WORK/$t-$case")
   [[ -n "$expect" ]] && args+=(--expect "$expect")
+  args+=("${HARNESS_ARGS[@]}")
   local out; out="$(python3 "$ROOT/tests/serving/harness.py" "${args[@]}" || true)"
   printf '%s\n' "$out" >"$WORK/$t-$case.result.json"
   local stage; stage="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["stage"])' "$out")"
@@ -102,6 +108,11 @@ for t in "${TARGETS[@]}"; do
   ns="$RUN-$t"; k create ns "$ns" >/dev/null; credentials "$ns" "$M2S_SANDBOX_S3_ENDPOINT"
   wrong="$ns-wrong"; k create ns "$wrong" >/dev/null; credentials "$wrong" "$WRONG"
   set_alias v1.json; m2s_sync "$t" "$ns"; check "$t" "$ns" cloudpickle served "$(field v1.json prediction)"
+  if [[ $t == seldon-v1 ]]; then
+    # Without an image, Seldon 1.18.2 runs seldonio/mlserver:1.3.5-mlflow (the harness's 1.3.5
+    # venv, reconstructed): MLflow of mid-2023 cannot parse the signature MLflow 3 writes.
+    HARNESS_ARGS=(--runtime 1.3.5); check "$t" "$ns" seldon-default-image load_failed; HARNESS_ARGS=()
+  fi
   set_alias v2.json; m2s_sync "$t" "$ns"; check "$t" "$ns" variant served "$(field v2.json prediction)"
   check "$t" "$ns" wrong-endpoint download_failed "" "$wrong"
   if (( major >= 3 )); then set_alias v3.json; m2s_sync "$t" "$ns"; check "$t" "$ns" skops load_failed; fi

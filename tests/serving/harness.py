@@ -4,7 +4,7 @@ with the MLServer the stack ships, and asks it for a prediction.
 
     python3 tests/serving/harness.py --target kserve|seldon-v1|seldon-v2 \\
         --object OBJECT.json|- --resources RESOURCES.json --work DIR \\
-        [--runtime 1.5.0|1.7.1] [--kserve-install helm|kustomize] \\
+        [--runtime 1.3.5|1.5.0|1.7.1] [--kserve-install helm|kustomize] \\
         [--seldon-v2-preloaded SECRET ...] [--expect JSON] [--timeout SECONDS]
 
 - OBJECT: the object as the API server returns it (`kubectl get ... -o json`).
@@ -59,8 +59,7 @@ import zlib
 # Options main() sets: how long a download may take, and rclone's retries (see --stack-retries).
 OPTS = {"download_timeout": 120, "fast_retries": True}
 KINDS = {"kserve": "InferenceService", "seldon-v1": "SeldonDeployment", "seldon-v2": "Model"}
-# The MLServer each stack runs by default (see runtime_for).
-DEFAULT_RUNTIME = {"kserve": "1.5.0", "seldon-v1": "1.7.1", "seldon-v2": "1.7.1"}
+RUNTIMES = ("1.3.5", "1.5.0", "1.7.1")
 
 
 class Failed(Exception):
@@ -139,11 +138,44 @@ def rclone_retry_env():
 
 def runtime_venv(version):
     var = "M2S_SANDBOX_MLSERVER_" + version.replace(".", "_")
-    venv = os.environ.get(var)
+    cache = os.environ.get("M2S_SANDBOX_CACHE") or os.path.expanduser("~/.cache/m2s-sandbox")
+    venv = os.environ.get(var) or os.path.join(cache, "serving", f"mlserver-{version}")
     if not venv or not os.path.exists(os.path.join(venv, "bin", "mlserver")):
         raise Setup(f"no MLServer {version} venv ({var}={venv!r}); run tests/sandbox/install.sh "
                     f"and source $M2S_SANDBOX_DIR/env")
     return venv
+
+
+def runtime_for(target, obj, install):
+    """The MLServer the stack would run for obj: the image the object names, else the stack's
+    default (KServe v0.20.0: the kserve-mlserver ClusterServingRuntime's image, 1.5.0 from the
+    Helm chart, charts/kserve-runtime-configs/values.yaml, 1.7.1 from the kustomize manifests,
+    config/runtimes/kustomization.yaml; Seldon Core 1.18.2: predictor_servers MLFLOW_SERVER v2,
+    seldonio/mlserver:1.3.5-mlflow; Seldon Core 2.10.2: the Server's image, seldonio/mlserver:1.7.1
+    in k8s/helm-charts/seldon-core-v2-setup/values.yaml). Returns (version, why)."""
+    image = None
+    if target == "kserve":
+        image = obj["spec"]["predictor"]["model"].get("image")
+        default = ("1.5.0", "KServe v0.20.0 Helm chart's kserve-mlserver image") if install == "helm" \
+            else ("1.7.1", "KServe v0.20.0 kustomize manifests' kserve-mlserver image")
+    elif target == "seldon-v1":
+        pred = obj["spec"]["predictors"][0]
+        for cs in pred.get("componentSpecs") or []:
+            for c in (cs.get("spec") or {}).get("containers") or []:
+                if c.get("name") == pred["graph"]["name"] and c.get("image"):
+                    image = c["image"]
+        default = ("1.3.5", "Seldon Core 1.18.2's MLFLOW_SERVER v2 image seldonio/mlserver:1.3.5-mlflow")
+    else:
+        default = ("1.7.1", "Seldon Core 2.10.2's MLServer Server image")
+    if not image:
+        return default
+    repo, _, tag = image.rpartition(":")
+    if repo.split("/")[-1] == "mlserver":
+        for v in RUNTIMES:
+            if tag == v or tag.startswith(v + "-"):
+                return v, f"the object's image {image}"
+    raise Setup(f"the object names image {image!r}: the harness has MLServer {', '.join(RUNTIMES)} "
+                f"only (seldonio/mlserver:<version>); --runtime picks one")
 
 
 def runtime_label(venv):
@@ -839,8 +871,10 @@ def main():
     ap.add_argument("--object", required=True)
     ap.add_argument("--resources", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--runtime", choices=["1.5.0", "1.7.1"],
-                    help="MLServer venv (default: kserve 1.5.0 with --kserve-install helm, else 1.7.1)")
+    ap.add_argument("--runtime", choices=RUNTIMES,
+                    help="MLServer to serve with (default: the object's seldonio/mlserver image, else "
+                         "the stack's default: kserve 1.5.0 (helm) / 1.7.1 (kustomize), seldon-v1 "
+                         "1.3.5, seldon-v2 1.7.1)")
     ap.add_argument("--kserve-install", choices=["helm", "kustomize"], default="helm",
                     help="KServe v0.20.0 as its Helm chart (mlserver 1.5.0) or its kustomize "
                          "manifests (mlserver 1.7.1) install it")
@@ -863,10 +897,13 @@ def main():
         ns = Namespace(load_json(args.resources))
         if obj.get("kind") != KINDS[args.target]:
             raise Setup(f"--target {args.target} wants a {KINDS[args.target]}, got {obj.get('kind')}")
-        version = args.runtime or ("1.5.0" if args.target == "kserve" and args.kserve_install == "helm"
-                                   else "1.7.1")
+        if args.runtime:
+            version, why = args.runtime, "--runtime"
+        else:
+            version, why = runtime_for(args.target, obj, args.kserve_install)
         venv = runtime_venv(version)
         result["runtime"] = runtime_label(venv)
+        result["runtime_from"] = why
         if args.target == "seldon-v1":
             protocol = obj["spec"].get("protocol", "seldon")
             if protocol != "v2":
