@@ -160,8 +160,13 @@ if [[ "$M2S_SANDBOX_SERVING" == 1 ]]; then
   for v in $MLSERVER_RUNTIMES; do
     req="$REPO_ROOT/tests/serving/runtimes/mlserver-$v.txt"
     pyv="$(sed -n 's/^# python: //p' "$req")"
-    py="$(find_python "$pyv")" || fail "find Python $pyv" "" \
-      "MLServer $v runs on Python $pyv: none found (~/.pyenv/versions/$pyv.*, python$pyv on PATH, or M2S_PYTHON${pyv//./}=...); or M2S_SANDBOX_SERVING=0 to install no runtimes"
+    # No such Python here: that runtime is left out, loudly. The rest of the sandbox still
+    # works; up.sh exports M2S_SANDBOX_SERVING=0 and names what is missing, so that the serving
+    # tests fail under CI=true with that message instead of the whole run failing here.
+    if ! py="$(find_python "$pyv")"; then
+      log "WARNING: MLServer $v runs on Python $pyv and none was found (~/.pyenv/versions/$pyv.*, python$pyv on PATH, or M2S_PYTHON${pyv//./}=...): not installed; the serving tests will fail"
+      continue
+    fi
     serving_venv "install MLServer $v with its image's MLflow (Python $pyv)" "$(mlserver_venv "$v")" "$py" "$req"
   done
   flock -u 7

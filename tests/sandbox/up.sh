@@ -260,12 +260,13 @@ log "mlflow $MLFLOW_VERSION is up"
 # serving_env: where tests/serving/harness.py finds the stacks' downloaders and runtimes;
 # M2S_SANDBOX_SERVING=0 when they were not installed (see lib.sh).
 serving_env() {
-  local ok=1 v
-  [[ "$M2S_SANDBOX_SERVING" == 1 ]] || ok=0
-  command -v rclone >/dev/null || ok=0
-  [[ -x "$KSERVE_STORAGE_VENV/bin/python" ]] || ok=0
-  for v in $MLSERVER_RUNTIMES; do [[ -x "$(mlserver_venv "$v")/bin/mlserver" ]] || ok=0; done
-  printf 'export M2S_SANDBOX_SERVING=%s\n' "$ok"
+  local missing=() v
+  [[ "$M2S_SANDBOX_SERVING" == 1 ]] || missing+=("everything (M2S_SANDBOX_SERVING=0 at install)")
+  command -v rclone >/dev/null || missing+=(rclone)
+  [[ -x "$KSERVE_STORAGE_VENV/bin/python" ]] || missing+=("kserve-storage")
+  for v in $MLSERVER_RUNTIMES; do [[ -x "$(mlserver_venv "$v")/bin/mlserver" ]] || missing+=("mlserver-$v"); done
+  printf 'export M2S_SANDBOX_SERVING=%s\n' "$(( ${#missing[@]} ? 0 : 1 ))"
+  printf "export M2S_SANDBOX_SERVING_MISSING='%s'\n" "${missing[*]:-}"
   printf 'export M2S_SANDBOX_RCLONE=%s\n' "$(command -v rclone || true)"
   printf 'export M2S_SANDBOX_KSERVE_STORAGE_PYTHON=%s\n' "$KSERVE_STORAGE_VENV/bin/python"
   for v in $MLSERVER_RUNTIMES; do
