@@ -13,7 +13,7 @@ MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults::
 
 TARGET ?= seldon-v1
 
-.PHONY: all build release docs test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench clean docker helm_deploy helm_delete
+.PHONY: all build release docs test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench serving-e2e clean docker helm_deploy helm_delete
 
 all: build
 
@@ -93,6 +93,11 @@ SCALE ?=
 BENCH ?= bench
 bench: sandbox-up release
 	source $(SANDBOX_ENV) && M2S_BENCH_TARGET='$(TARGET)' M2S_BENCH_SCALE='$(SCALE)' python3 tests/bench/$(BENCH).py
+
+## The serving proof by hand (tests/serving/e2e.sh, ~5 min): m2s syncs each target, and each
+## stack's own downloader and MLServer (tests/serving/harness.py) download and serve what it wrote.
+serving-e2e: sandbox-up build
+	source $(SANDBOX_ENV) && bash tests/serving/e2e.sh
 
 clean:
 	$(CARGO) clean

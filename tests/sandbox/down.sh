@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Stops the sandbox's servers (MLflow, kube-apiserver, etcd). Logs and data stay in
+# Stops the sandbox's servers (MLflow, the S3 stand-in, kube-apiserver, etcd). Logs and data stay in
 # $M2S_SANDBOX_DIR for debugging until the next `up.sh`.
 source "$(dirname "$0")/lib.sh"
 quiet=0; [[ "${1:-}" == "--quiet" ]] && quiet=1
 stopped=()
-for name in mlflow kube-apiserver etcd; do
+for name in mlflow s3 kube-apiserver etcd; do
   pidfile="$M2S_SANDBOX_DIR/$name.pid"
   if pid_alive "$pidfile"; then
     pid="$(cat "$pidfile")"

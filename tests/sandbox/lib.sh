@@ -45,6 +45,26 @@ VENV_DIR="$M2S_SANDBOX_CACHE/$MLFLOW_NAME-venv"
 # Space-separated pip requirements for that line's venv (read once, when the venv is created).
 MLFLOW_PIP_SPEC="${M2S_MLFLOW_PIP_SPEC:-$DEFAULT_MLFLOW_PIP_SPEC}"
 
+# Serving for real (tests/serving/): the S3 stand-in, the stacks' downloaders and the MLServer
+# runtimes they ship, all in the cache. M2S_SANDBOX_SERVING=0 installs none of the downloaders and
+# runtimes (up.sh still starts the S3 stand-in: MLflow's artifacts live there); the serving tests
+# then fail under CI=true / M2S_SANDBOX_REQUIRED=1 and are skipped elsewhere.
+M2S_SANDBOX_SERVING="${M2S_SANDBOX_SERVING:-1}"
+# moto[server] (the S3 stand-in), boto3 (to make the bucket) and uv (to install the runtimes).
+TOOLS_VENV="$M2S_SANDBOX_CACHE/tools-venv"
+SERVING_CACHE="$M2S_SANDBOX_CACHE/serving"
+# KServe's storage-initializer: kserve-storage from PyPI (Python 3.11 in KServe's image).
+KSERVE_STORAGE_VERSION="0.21.0"
+KSERVE_STORAGE_VENV="$SERVING_CACHE/kserve-storage-$KSERVE_STORAGE_VERSION"
+# MLServer as the stacks ship it, pinned by tests/serving/runtimes/mlserver-*.txt (whose
+# `# python:` line names the interpreter): 1.5.0 (KServe v0.20.0's Helm chart), 1.7.1 (Seldon
+# Core 2.10.2, KServe's kustomize manifests), 1.3.5 (Seldon Core 1.18.2's MLFLOW_SERVER v2 image).
+MLSERVER_RUNTIMES="1.5.0 1.7.1 1.3.5"
+mlserver_venv() { printf '%s\n' "$SERVING_CACHE/mlserver-$1"; }
+# The bucket behind MLflow's --artifacts-destination.
+S3_BUCKET="m2s-artifacts"
+S3_PREFIX="mlartifacts"
+
 # run_step STEP LOGFILE CMD...: runs CMD with output to LOGFILE, failing with a clear message.
 run_step() {
   local step="$1" logfile="$2"; shift 2

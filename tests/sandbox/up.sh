@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the CRDs of the three serving
-# targets, an MLflow server) on free loopback ports, or reuses the one already running. Prints the
-# environment to use it; the same lines are in $M2S_SANDBOX_DIR/env.
+# targets, an S3 stand-in (moto) and an MLflow server that keeps its artifacts there) on free
+# loopback ports, or reuses the one already running. Prints the environment to use it; the same
+# lines are in $M2S_SANDBOX_DIR/env.
 #   M2S_SANDBOX_MLFLOW=3|2      the MLflow line to serve: 3 (default) the newest 3.x, 2 the newest
 #                               2.x; a running sandbox of the other line is restarted
 #   KUBEBUILDER_ASSETS=DIR      use DIR/kube-apiserver and DIR/etcd instead of the cached build
@@ -17,6 +18,9 @@ sandbox_healthy() {
   # shellcheck disable=SC1090
   ( source "$ENV_FILE"
     curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/health" >/dev/null 2>&1 || exit 1
+    # The S3 stand-in behind MLflow's artifacts, and its bucket.
+    [[ -n "${M2S_SANDBOX_S3_ENDPOINT:-}" ]] || exit 1
+    curl -fsS --max-time 3 -o /dev/null "$M2S_SANDBOX_S3_ENDPOINT/$M2S_SANDBOX_S3_BUCKET" 2>/dev/null || exit 1
     # The MLflow line must be the one asked for.
     serving="$(curl -fsS --max-time 3 "$M2S_SANDBOX_MLFLOW_URL/version" 2>/dev/null)" || exit 1
     if [[ "${serving%%.*}" != "$M2S_SANDBOX_MLFLOW" ]]; then
@@ -64,7 +68,7 @@ bash "$SANDBOX_SCRIPTS/down.sh" --quiet || true
 if [[ -d "$M2S_SANDBOX_DIR" ]]; then
   rm -rf "$M2S_SANDBOX_DIR.prev"; mv "$M2S_SANDBOX_DIR" "$M2S_SANDBOX_DIR.prev"
 fi
-mkdir -p "$M2S_SANDBOX_DIR"/{logs,pki,etcd,mlflow/artifacts}
+mkdir -p "$M2S_SANDBOX_DIR"/{logs,pki,etcd,mlflow}
 # A start that fails half way stops what it had started (logs stay for reading).
 sandbox_up=0
 trap '((sandbox_up)) || bash "$SANDBOX_SCRIPTS/down.sh" --quiet' EXIT
@@ -201,6 +205,29 @@ while read -r CRD_FILE; do
 done < <(crd_files)
 crd_sources >"$M2S_SANDBOX_DIR/crd-source"
 
+# The S3 stand-in: moto's server on loopback, in memory (a restarted sandbox starts empty, like its
+# MLflow). It accepts any key pair; the sandbox's pair is exported all the same so that what reads
+# it is written as it would be against real S3. Started through python with the sandbox directory
+# as an argument, so that pid_alive (which looks for it in the command line) knows it as ours.
+S3_PORT="$(pick_port M2S_SANDBOX_S3_PORT)"
+S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+S3_ACCESS_KEY="m2s-sandbox"
+S3_SECRET_KEY="m2s-sandbox-secret"
+[[ -x "$TOOLS_VENV/bin/python" ]] || fail "start the S3 stand-in" "" "no tools venv at $TOOLS_VENV (tests/sandbox/install.sh makes it)"
+log "starting the S3 stand-in (moto) on $S3_ENDPOINT (log: $LOGS/s3.log)"
+start_bg s3 "$LOGS/s3.log" "$TOOLS_VENV/bin/python" -c \
+  'import sys; from moto.server import main; main(sys.argv[2:])' "$M2S_SANDBOX_DIR" \
+  -H 127.0.0.1 -p "$S3_PORT"
+wait_http "S3 stand-in" "$S3_ENDPOINT/moto-api/" 60 "$LOGS/s3.log" "$(cat "$M2S_SANDBOX_DIR/s3.pid")"
+# The bucket exists before MLflow writes to it (MLflow makes none).
+run_step "create bucket s3://$S3_BUCKET" "$LOGS/s3.log" env AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
+  AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" "$TOOLS_VENV/bin/python" -c '
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+s3.create_bucket(Bucket=sys.argv[2])
+print("bucket", sys.argv[2], "made at", sys.argv[1])' "$S3_ENDPOINT" "$S3_BUCKET"
+STORAGE_ROOT="s3://$S3_BUCKET/$S3_PREFIX"
+
 MLFLOW_PORT="$(pick_port M2S_SANDBOX_MLFLOW_PORT)"
 # Webhooks (MLflow 3.3+) to a receiver on loopback over http, with a fixed key so that a restarted
 # server can still read its webhooks' secrets; a 1 s subscriber cache so tests see new webhooks
@@ -209,13 +236,18 @@ MLFLOW_PORT="$(pick_port M2S_SANDBOX_MLFLOW_PORT)"
 WEBHOOK_KEY_FILE="$M2S_SANDBOX_DIR/mlflow/webhook-encryption-key"
 [[ -s "$WEBHOOK_KEY_FILE" ]] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' >"$WEBHOOK_KEY_FILE"
 chmod 600 "$WEBHOOK_KEY_FILE"
-log "starting mlflow server on http://127.0.0.1:$MLFLOW_PORT (log: $LOGS/mlflow.log)"
+# Artifacts as in production: clients log through the server (--serve-artifacts, the default;
+# experiments' artifact locations are mlflow-artifacts:/<id>), which keeps them in the bucket at
+# $STORAGE_ROOT/<experiment id>/... (MLFLOW_S3_ENDPOINT_URL points boto3 at the stand-in).
+log "starting mlflow server on http://127.0.0.1:$MLFLOW_PORT, artifacts in $STORAGE_ROOT (log: $LOGS/mlflow.log)"
 start_bg mlflow "$LOGS/mlflow.log" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
   MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
   MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$(cat "$WEBHOOK_KEY_FILE")" MLFLOW_WEBHOOK_CACHE_TTL=1 \
+  MLFLOW_S3_ENDPOINT_URL="$S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
+  AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" AWS_DEFAULT_REGION=us-east-1 \
   "$VENV_DIR/bin/mlflow" server \
   --backend-store-uri "sqlite:///$M2S_SANDBOX_DIR/mlflow/mlflow.db" \
-  --default-artifact-root "$M2S_SANDBOX_DIR/mlflow/artifacts" \
+  --default-artifact-root mlflow-artifacts:/ --artifacts-destination "$STORAGE_ROOT" \
   --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2
 wait_http mlflow "http://127.0.0.1:$MLFLOW_PORT/health" 120 "$LOGS/mlflow.log" "$(cat "$M2S_SANDBOX_DIR/mlflow.pid")"
 # The version the server itself reports: the tests read it to say what a 2.x server cannot do.
@@ -225,6 +257,24 @@ MLFLOW_VERSION="$(curl -fsS --max-time 10 "http://127.0.0.1:$MLFLOW_PORT/version
   "$VENV_DIR serves MLflow $MLFLOW_VERSION, not the $M2S_SANDBOX_MLFLOW.x line (M2S_SANDBOX_MLFLOW)"
 log "mlflow $MLFLOW_VERSION is up"
 
+# serving_env: where tests/serving/harness.py finds the stacks' downloaders and runtimes;
+# M2S_SANDBOX_SERVING=0 when they were not installed (see lib.sh).
+serving_env() {
+  local missing=() v
+  [[ "$M2S_SANDBOX_SERVING" == 1 ]] || missing+=("everything (M2S_SANDBOX_SERVING=0 at install)")
+  command -v rclone >/dev/null || missing+=(rclone)
+  [[ -x "$KSERVE_STORAGE_VENV/bin/python" ]] || missing+=("kserve-storage")
+  for v in $MLSERVER_RUNTIMES; do [[ -x "$(mlserver_venv "$v")/bin/mlserver" ]] || missing+=("mlserver-$v"); done
+  printf 'export M2S_SANDBOX_SERVING=%s\n' "$(( ${#missing[@]} ? 0 : 1 ))"
+  printf "export M2S_SANDBOX_SERVING_MISSING='%s'\n" "${missing[*]:-}"
+  printf 'export M2S_SANDBOX_RCLONE=%s\n' "$(command -v rclone || true)"
+  printf 'export M2S_SANDBOX_KSERVE_STORAGE_PYTHON=%s\n' "$KSERVE_STORAGE_VENV/bin/python"
+  for v in $MLSERVER_RUNTIMES; do
+    printf 'export M2S_SANDBOX_MLSERVER_%s=%s\n' "${v//./_}" "$(mlserver_venv "$v")"
+  done
+  printf 'export M2S_SANDBOX_SERVING_HARNESS=%s\n' "$REPO_ROOT/tests/serving/harness.py"
+}
+
 cat >"$ENV_FILE" <<ENV
 export M2S_SANDBOX_KUBECONFIG=$KUBECONFIG_FILE
 export M2S_SANDBOX_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT
@@ -232,6 +282,13 @@ export M2S_SANDBOX_MLFLOW_VERSION=$MLFLOW_VERSION
 export M2S_SANDBOX_BIN=$BIN_DIR
 export M2S_SANDBOX_AUDIT_LOG=$AUDIT_LOG
 export M2S_SANDBOX_LOGS=$LOGS
+export M2S_SANDBOX_MLFLOW_PYTHON=$VENV_DIR/bin/python
+export M2S_SANDBOX_S3_ENDPOINT=$S3_ENDPOINT
+export M2S_SANDBOX_S3_BUCKET=$S3_BUCKET
+export M2S_SANDBOX_S3_ACCESS_KEY=$S3_ACCESS_KEY
+export M2S_SANDBOX_S3_SECRET_KEY=$S3_SECRET_KEY
+export M2S_SANDBOX_STORAGE_ROOT=$STORAGE_ROOT
+$(serving_env)
 ENV
 sandbox_up=1
 log "sandbox is up"
