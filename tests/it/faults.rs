@@ -327,7 +327,8 @@ fn rbac_forbidden_names_verb_resource_and_namespace() {
         );
     }
     // Three write attempts, all denied; nothing changed.
-    if let Some(writes) = writes_since(mark, ns) {
+    {
+        let writes = writes_since(mark, ns);
         assert_eq!(writes.len(), 3, "{writes:?}");
         assert!(writes.iter().all(|w| w.ends_with("403")), "{writes:?}");
     }

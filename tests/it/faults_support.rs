@@ -81,6 +81,9 @@ pub enum Reply {
     Status(u16, String),
     /// Read the request, then never answer (connection held open).
     Hang,
+    /// Forward to the real MLflow (which acts on it), then close the connection without
+    /// answering: the answer is lost on the way back.
+    ForwardThenDrop,
 }
 
 type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
@@ -252,6 +255,10 @@ fn serve(
             respond(&mut stream, status, &body);
         }
         Reply::Status(status, body) => respond(&mut stream, status, body.as_bytes()),
+        Reply::ForwardThenDrop => {
+            let _ = forward(&req);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
         Reply::Hang => {
             let until = Instant::now() + Duration::from_secs(120);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {
@@ -401,6 +408,14 @@ pub fn foreign_object(name: &str, ns: &str) -> Value {
 // Audit log: write attempts seen by the API server
 // ---------------------------------------------------------------------------------------------
 
+/// The API server's audit log. An assertion about what the API server saw cannot pass without
+/// it: a sandbox without one (or `M2S_TEST_KUBECONFIG`, another cluster) fails such a test.
+pub fn audit_log() -> PathBuf {
+    audit_path().expect(
+        "the API server's audit log (M2S_SANDBOX_AUDIT_LOG) is missing: what the API server saw cannot be checked",
+    )
+}
+
 fn audit_path() -> Option<PathBuf> {
     std::env::var("M2S_SANDBOX_AUDIT_LOG")
         .ok()
@@ -422,15 +437,13 @@ fn audit_path() -> Option<PathBuf> {
 
 /// A position in the audit log; `writes_since` reads only what came after it.
 pub fn audit_mark() -> u64 {
-    audit_path()
-        .and_then(|p| fs::metadata(p).ok())
-        .map_or(0, |m| m.len())
+    fs::metadata(audit_log()).map_or(0, |m| m.len())
 }
 
 /// Write requests (create/update/patch/delete, allowed or not) on SeldonDeployments in `ns`
-/// that the API server logged since `mark`; `None` without an audit log.
-pub fn writes_since(mark: u64, ns: &str) -> Option<Vec<String>> {
-    let writes = requests_since(mark, ns)?
+/// that the API server logged since `mark`.
+pub fn writes_since(mark: u64, ns: &str) -> Vec<String> {
+    requests_since(mark, ns)
         .into_iter()
         .filter(|ev| {
             ev["stage"] == "ResponseComplete"
@@ -448,35 +461,31 @@ pub fn writes_since(mark: u64, ns: &str) -> Option<Vec<String>> {
                 ev["responseStatus"]["code"]
             )
         })
-        .collect();
-    Some(writes)
+        .collect()
 }
 
 /// Every request on objects in `ns` that the API server logged since `mark` (audit events,
-/// each stage); `None` without an audit log.
-pub fn requests_since(mark: u64, ns: &str) -> Option<Vec<Value>> {
-    let path = audit_path()?;
-    let mut f = fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
+/// each stage).
+pub fn requests_since(mark: u64, ns: &str) -> Vec<Value> {
+    let mut f = fs::File::open(audit_log()).expect("opening the audit log");
+    let len = f.metadata().map_or(0, |m| m.len());
+    // A rotated log is shorter than the mark: read it whole.
     f.seek(SeekFrom::Start(if len >= mark { mark } else { 0 }))
-        .ok()?;
+        .unwrap();
     let needle = format!("\"namespace\":\"{ns}\"");
-    Some(
-        BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter(|l| l.contains(&needle))
-            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-            .filter(|ev| ev["objectRef"]["namespace"] == ns)
-            .collect(),
-    )
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .filter(|ev| ev["objectRef"]["namespace"] == ns)
+        .collect()
 }
 
 /// Asserts that the API server saw no write attempt in `ns` since `mark`.
 pub fn assert_no_write_attempts(mark: u64, ns: &str) {
-    if let Some(writes) = writes_since(mark, ns) {
-        assert!(writes.is_empty(), "write requests were sent: {writes:?}");
-    }
+    let writes = writes_since(mark, ns);
+    assert!(writes.is_empty(), "write requests were sent: {writes:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -172,7 +172,8 @@ fn without_rbac_for_events_the_run_warns_once_and_carries_on() {
         r.stderr
     );
     assert_eq!(d.rvs().len(), 3);
-    if let Some(requests) = requests_since(mark, &d.ns) {
+    {
+        let requests = requests_since(mark, &d.ns);
         let event_creates: Vec<String> = requests
             .iter()
             .filter(|e| e["objectRef"]["resource"] == "events" && e["stage"] == "ResponseComplete")
@@ -204,10 +205,7 @@ fn requests_carry_the_m2s_user_agent() {
     let d = Deployed::new(sb, "ua", 1);
     let mark = audit_mark();
     run_expect(d.m2s().arg("plan"), 0);
-    let Some(requests) = requests_since(mark, &d.ns) else {
-        eprintln!("SKIP: no audit log");
-        return;
-    };
+    let requests = requests_since(mark, &d.ns);
     assert!(!requests.is_empty());
     let agent = format!("m2s/{}", env!("CARGO_PKG_VERSION"));
     for e in &requests {

@@ -10,6 +10,7 @@ mod chart_support;
 mod common;
 mod controllers;
 mod faults_support;
+mod net_support;
 mod webhook_support;
 
 // The suites.
@@ -19,6 +20,7 @@ mod docs;
 mod faults;
 mod feedback;
 mod plumbing;
+mod replicas;
 mod status;
 mod sync;
 mod targets;

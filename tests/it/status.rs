@@ -121,7 +121,8 @@ fn status_needs_only_get_and_list(target: &'static str) {
     let mark = audit_mark();
     let r = run_expect(s.m2s().env("KUBECONFIG", &kc).arg("status"), 0);
     assert!(r.stdout.contains(&format!("  {name} ")), "{}", r.stdout);
-    if let Some(requests) = requests_since(mark, ns) {
+    {
+        let requests = requests_since(mark, ns);
         let verbs: Vec<&str> = requests
             .iter()
             .filter(|e| e["stage"] == "ResponseComplete")
@@ -181,13 +182,11 @@ fn sync_waiting_while(
     // machine a fixed pause could let the statuses land before the watch starts, and m2s would
     // rightly see them in its first LIST instead).
     let watching = || {
-        requests_since(mark, &s.ns).is_some_and(|r| {
-            r.iter().any(|e| {
-                e["verb"] == "watch"
-                    && e["userAgent"]
-                        .as_str()
-                        .is_some_and(|a| a.starts_with("m2s/"))
-            })
+        requests_since(mark, &s.ns).iter().any(|e| {
+            e["verb"] == "watch"
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("m2s/"))
         })
     };
     while !watching() && started.elapsed() < Duration::from_secs(30) {
@@ -269,7 +268,8 @@ fn wait_ends_0_when_available(target: &'static str) {
         r.stdout
     );
     // A watch, not a poll: no GET of the objects while waiting, and few LISTs.
-    if let Some(requests) = requests_since(mark, &s.ns) {
+    {
+        let requests = requests_since(mark, &s.ns);
         let m2s_requests: Vec<&Value> = requests
             .iter()
             .filter(|e| {

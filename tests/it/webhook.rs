@@ -153,7 +153,8 @@ fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_write_nothing() {
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sb.resource_versions(&ns), before);
-    if let Some(writes) = writes_since(mark, &ns) {
+    {
+        let writes = writes_since(mark, &ns);
         assert!(
             writes.is_empty(),
             "writes after refused requests: {writes:?}"
@@ -325,7 +326,8 @@ fn sync_and_plan_of_one_model_touch_only_its_objects() {
     for (name, rv) in &before {
         assert_eq!(after[name] != *rv, *name == champion(&ns, &a), "{name}");
     }
-    if let Some(requests) = m2s_requests_since(mark, &ns) {
+    {
+        let requests = m2s_requests_since(mark, &ns);
         let mut requests = requests;
         requests.sort();
         // A GET for each name the model's objects can have, the update, and its Event.

@@ -202,6 +202,23 @@ if ! "$VENV_DIR/bin/python" -c 'import boto3' >/dev/null 2>&1; then
   run_step "pip install boto3 into $VENV_DIR" "$MLFLOW_LOG" \
     "$VENV_DIR/bin/pip" install --disable-pip-version-check -q boto3
 fi
+# A CA of the sandbox's own that MLflow's webhook deliveries trust, for the receiver's HTTPS test:
+# MLflow 3.17 verifies deliveries against certifi's bundle (its webhook session sets
+# trust_env = False, so REQUESTS_CA_BUNDLE is ignored): the CA goes into that bundle, once.
+WEBHOOK_CA="$M2S_SANDBOX_CACHE/webhook-ca"
+if [[ ! -s "$WEBHOOK_CA/ca.crt" ]]; then
+  mkdir -p "$WEBHOOK_CA"
+  run_step "make the sandbox's webhook CA" "$MLFLOW_LOG" openssl req -x509 -newkey rsa:2048 -nodes \
+    -days 3650 -keyout "$WEBHOOK_CA/ca.key" -out "$WEBHOOK_CA/ca.crt" -subj "/CN=m2s-sandbox-webhook-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+  chmod 600 "$WEBHOOK_CA/ca.key"
+fi
+CA_MARK="# m2s sandbox webhook CA $(openssl x509 -in "$WEBHOOK_CA/ca.crt" -noout -fingerprint -sha256 | cut -d= -f2)"
+BUNDLE="$("$VENV_DIR/bin/python" -c 'import certifi; print(certifi.where())' 2>/dev/null || true)"
+if [[ -n "$BUNDLE" && -f "$BUNDLE" ]] && ! grep -qF "$CA_MARK" "$BUNDLE"; then
+  log "trusting the sandbox's webhook CA in MLflow's certifi bundle ($BUNDLE)"
+  { printf '\n%s\n' "$CA_MARK"; cat "$WEBHOOK_CA/ca.crt"; } >>"$BUNDLE"
+fi
 flock -u 9
 log "installed: $BIN_DIR ($(ls "$BIN_DIR" | tr '\n' ' ')), MLflow $("$VENV_DIR/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null) in $VENV_DIR"
 if [[ "$M2S_SANDBOX_SERVING" == 1 ]]; then
