@@ -95,6 +95,9 @@ fn arg_row(arg: &clap::Arg) -> Option<String> {
         .map(|h| h.to_string())
         .unwrap_or_default();
     if !possible.is_empty() && matches!(arg.get_action(), clap::ArgAction::Set) {
+        if !help.ends_with('.') {
+            help.push('.');
+        }
         help.push_str(&format!(" One of {}.", possible.join(", ")));
     }
     Some(format!(
