@@ -10,15 +10,18 @@ mod chart_support;
 mod common;
 mod controllers;
 mod faults_support;
+mod monitoring_support;
 mod webhook_support;
 
 // The suites.
 mod chart;
+mod chart_conventions;
 mod cli;
 mod docs;
 mod faults;
 mod feedback;
 mod flags;
+mod monitoring;
 mod plumbing;
 mod render;
 mod status;
