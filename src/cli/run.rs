@@ -157,14 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Man(m) => return completion::man(m).map(|()| ExitCode::SUCCESS),
         _ => {}
     }
-    // `sync --metrics-file` records every outcome, a configuration error included.
-    let record = match &cli.command {
-        Command::Sync(s) => s.metrics_file.clone().map(|path| {
-            let namespace = namespace_given(cli.global.namespace.as_deref());
-            RunRecord::start(path, &namespace, &cli.global.instance)
-        }),
-        _ => None,
-    };
+    let record = run_record(&cli);
     let config = Config::from_inputs(&inputs(cli.global), &process_env);
     if let (Err(_), Some(record)) = (&config, &record) {
         record.failed();
@@ -189,21 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync(s) => {
-            let record = record.map(|r| r.labelled(&config.deploy));
-            start_watchdog_recording(config.run_timeout, record.clone());
-            let mut outcome = None;
-            let result = sync_options(&s, &config).and_then(|options| {
-                config.deploy.write_back = options.write_back;
-                sync(&config, &options, &s, &mut outcome)
-            });
-            if let Some(record) = record {
-                let written = record.finish(result.is_ok(), outcome.as_ref());
-                // The run's own error wins over one writing the file.
-                return result.and_then(|code| written.map(|()| code));
-            }
-            result
-        }
+        Command::Sync(s) => sync_command(&mut config, &s, record),
         Command::Render(r) => {
             start_watchdog(config.run_timeout);
             render::render(&config, &r).map(|()| ExitCode::SUCCESS)
@@ -227,6 +206,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// `sync --metrics-file` records every outcome, a configuration error included: started
+/// before the configuration is checked, labelled with what was given.
+fn run_record(cli: &Cli) -> Option<RunRecord> {
+    let Command::Sync(s) = &cli.command else {
+        return None;
+    };
+    let path = s.metrics_file.clone()?;
+    let namespace = namespace_given(cli.global.namespace.as_deref());
+    Some(RunRecord::start(path, &namespace, &cli.global.instance))
+}
+
+/// `m2s sync` under its deadline, its outcome written to `--metrics-file` when asked (also
+/// when the deadline stops it).
+fn sync_command(
+    config: &mut Config,
+    args: &SyncArgs,
+    record: Option<RunRecord>,
+) -> Result<ExitCode> {
+    let record = record.map(|r| r.labelled(&config.deploy));
+    start_watchdog_recording(config.run_timeout, record.clone());
+    let mut outcome = None;
+    let result = sync_options(args, config).and_then(|options| {
+        config.deploy.write_back = options.write_back;
+        sync(config, &options, args, &mut outcome)
+    });
+    let Some(record) = record else {
+        return result;
+    };
+    let written = record.finish(result.is_ok(), outcome.as_ref());
+    // The run's own error wins over one writing the file.
+    result.and_then(|code| written.map(|()| code))
 }
 
 pub(super) fn print(text: &str) -> Result<()> {

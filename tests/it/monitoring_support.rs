@@ -65,18 +65,22 @@ pub fn prometheus_operator_crds(sb: &Sandbox) -> Option<()> {
                 file.display()
             );
         }
-        let mut served = false;
-        for _ in 0..120 {
+        // Served, and its schema published in the API server's OpenAPI document: kubectl's
+        // client-side validation (unknown fields) reads it, and a CRD just created is
+        // published a moment after it is served.
+        let mut ready = false;
+        for _ in 0..240 {
             if sb
                 .admin(&["get", plural, "-A", "--request-timeout=5s"])
                 .is_ok()
+                && sb.admin(&["explain", &format!("{plural}.spec")]).is_ok()
             {
-                served = true;
+                ready = true;
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        assert!(served, "the sandbox does not serve {name}");
+        assert!(ready, "the sandbox does not serve {name} with its schema");
     }
     Some(())
 }
