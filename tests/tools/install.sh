@@ -39,6 +39,7 @@ promtool() {
     fi
     rm -rf "$TOOLS/prometheus-deb"
     dpkg-deb -x "$dl"/prometheus_*.deb "$TOOLS/prometheus-deb"
+    rm -f "$dl"/prometheus_*.deb
   fi
   "$bin" --version >/dev/null 2>&1 || { log "$bin does not run"; return 1; }
   printf '%s\n' "$bin"
