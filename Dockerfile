@@ -12,6 +12,9 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build
 ENV CARGO_TERM_COLOR=never
+# The commit m2s --version and m2s_build_info report (the build context has no .git; the
+# release workflow passes --build-arg M2S_BUILD_COMMIT=<sha>). build.rs reads it.
+ARG M2S_BUILD_COMMIT=unknown
 WORKDIR /src
 COPY . .
 # Cache mounts keep the crates.io downloads and the build between image builds.
@@ -22,9 +25,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && /m2s --version
 
 FROM ${RUNTIME_IMAGE}
+ARG M2S_BUILD_COMMIT=unknown
 LABEL org.opencontainers.image.title="m2s" \
-      org.opencontainers.image.description="Keeps model serving objects (Seldon Core, KServe) in step with an MLflow Model Registry" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Keeps model deployments on Kubernetes (Seldon Core, KServe, Seldon Core 2) in step with an MLflow Model Registry" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/m2s-project/m2s" \
+      org.opencontainers.image.revision="${M2S_BUILD_COMMIT}"
 COPY --from=build /m2s /usr/local/bin/m2s
 # distroless "nonroot": uid/gid 65532, the chart's runAsUser/runAsGroup.
 USER 65532:65532

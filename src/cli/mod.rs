@@ -3,6 +3,9 @@
 //! (`docs/reference/configuration.md` is generated from them). [`main`] parses them, turns them
 //! into plain values and runs the command.
 
+mod completion;
+mod metrics_file;
+mod render;
 mod run;
 
 use std::path::PathBuf;
@@ -78,7 +81,7 @@ pub const ENVIRONMENT_ONLY: &[(&str, &str)] = &[
 #[derive(Debug, Parser)]
 #[command(
     name = "m2s",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry",
     long_about = "Keeps model deployments on Kubernetes in step with an MLflow Model Registry.\n\n\
         Every registered model version in a deployed stage (or pointed at by a deployed alias) \
@@ -105,6 +108,13 @@ pub(crate) enum Command {
     /// Receive MLflow registry webhooks and sync the model each event names, within about a
     /// second; a full sync at start and every --resync-interval catches what no event reports.
     Webhook(WebhookArgs),
+    /// Write every object `sync` would create as YAML files, plus a kustomization.yaml, into a
+    /// directory for Argo CD or Flux to apply (GitOps); reads MLflow only, never the cluster.
+    Render(render::RenderArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Print the man page m2s(1), or write a page for every command into a directory.
+    Man(completion::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +140,10 @@ pub(crate) struct SyncArgs {
     pub(crate) guard: GuardArgs,
     #[command(flatten)]
     pub(crate) scope: ScopeArgs,
+    /// Write the run's metrics to this file (node-exporter textfile format), atomically and
+    /// whatever the outcome: success, changes, entries not deployable, duration, last success.
+    #[arg(long, value_name = "PATH", env = "M2S_METRICS_FILE")]
+    pub(crate) metrics_file: Option<PathBuf>,
 }
 
 /// What a sync tells others about its work (`sync` and the webhook receiver).
@@ -290,6 +304,7 @@ pub(crate) struct GuardArgs {
 pub(crate) enum OutputFormat {
     Text,
     Json,
+    Yaml,
 }
 
 /// Settings of every command.
@@ -309,7 +324,7 @@ pub(crate) struct GlobalArgs {
     )]
     pub(crate) target: String,
     /// Namespace of the serving objects [env: M2S_NAMESPACE, or the old M2S_SELDON_DEPLOYMENT_NS].
-    #[arg(long, global = true, value_name = "NS")]
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
     pub(crate) namespace: Option<String>,
     /// URI prefix under which the serving pods read MLflow's artifact root
     /// (e.g. s3://bucket/mlruns, pvc://mlflow-artifacts/mlruns).
@@ -415,4 +430,7 @@ pub(crate) struct GlobalArgs {
     /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use instead of the current one (as kubectl's --context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) context: Option<String>,
 }

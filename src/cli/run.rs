@@ -8,18 +8,21 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Parser;
 
+use super::metrics_file::{namespace_given, RunRecord};
 use super::{
-    Cli, Command, FeedbackArgs, GlobalArgs, GuardArgs, OutputFormat, PlanArgs, ScopeArgs,
-    ServeArgs, SyncArgs, WebhookCommand,
+    completion, render, Cli, Command, FeedbackArgs, GlobalArgs, GuardArgs, OutputFormat, PlanArgs,
+    ScopeArgs, ServeArgs, SyncArgs, WebhookCommand,
 };
 use crate::commands::register::{register, Registration};
 use crate::commands::{self, PlanRun};
 use crate::config::{process_env, Config, Inputs};
 use crate::engine::apply::SyncOptions;
+use crate::engine::apply::SyncOutcome;
 use crate::engine::{not_deployable, Guard, Scope};
-use crate::present::plan::{render_json, render_text};
+use crate::present::plan::{render_doc, render_text};
 use crate::present::status;
 use crate::present::sync::TextSync;
+use crate::present::Doc;
 use crate::receiver::{self, ReceiverOptions, TlsFiles};
 
 /// Exit code of `plan --detailed-exitcode` when changes are pending.
@@ -78,6 +81,16 @@ fn inputs(g: GlobalArgs) -> Inputs {
         request_timeout: g.request_timeout,
         run_timeout: g.run_timeout,
         kubeconfig: g.kubeconfig,
+        context: g.context,
+    }
+}
+
+/// The document format of `-o`, or `None` for text.
+fn machine(output: OutputFormat) -> Option<Doc> {
+    match output {
+        OutputFormat::Text => None,
+        OutputFormat::Json => Some(Doc::Json),
+        OutputFormat::Yaml => Some(Doc::Yaml),
     }
 }
 
@@ -148,7 +161,18 @@ fn receiver_options(args: &ServeArgs) -> ReceiverOptions {
 fn run(cli: Cli) -> Result<ExitCode> {
     // One TLS provider for kube and reqwest; a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut config = Config::from_inputs(&inputs(cli.global), &process_env)?;
+    // Commands that need no configuration.
+    match &cli.command {
+        Command::Completion(c) => return completion::completion(c).map(|()| ExitCode::SUCCESS),
+        Command::Man(m) => return completion::man(m).map(|()| ExitCode::SUCCESS),
+        _ => {}
+    }
+    let record = run_record(&cli);
+    let config = Config::from_inputs(&inputs(cli.global), &process_env);
+    if let (Err(_), Some(record)) = (&config, &record) {
+        record.failed();
+    }
+    let mut config = config?;
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
@@ -161,19 +185,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             start_watchdog(config.run_timeout);
             let report = commands::status(&config)?;
             let now = k8s_openapi::jiff::Timestamp::now();
-            let text = match s.output {
-                OutputFormat::Text => status::render_text(&report, &config.deploy, now),
-                OutputFormat::Json => status::render_json(&report, &config.deploy, now),
+            let text = match machine(s.output) {
+                None => status::render_text(&report, &config.deploy, now),
+                Some(format) => status::render_doc(&report, &config.deploy, now, format),
             };
             print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync(s) => {
-            let options = sync_options(&s, &config)?;
-            config.deploy.write_back = options.write_back;
+        Command::Sync(s) => sync_command(&mut config, &s, record),
+        Command::Render(r) => {
             start_watchdog(config.run_timeout);
-            sync(&config, &options, &s)
+            render::render(&config, &r).map(|()| ExitCode::SUCCESS)
         }
+        Command::Completion(_) | Command::Man(_) => unreachable!("handled before configuration"),
         Command::Webhook(w) => {
             let secret = receiver::secret_from_env(&process_env)?;
             match w.command {
@@ -194,7 +218,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn print(text: &str) -> Result<()> {
+/// `sync --metrics-file` records every outcome, a configuration error included: started
+/// before the configuration is checked, labelled with what was given.
+fn run_record(cli: &Cli) -> Option<RunRecord> {
+    let Command::Sync(s) = &cli.command else {
+        return None;
+    };
+    let path = s.metrics_file.clone()?;
+    let namespace = namespace_given(cli.global.namespace.as_deref());
+    Some(RunRecord::start(path, &namespace, &cli.global.instance))
+}
+
+/// `m2s sync` under its deadline, its outcome written to `--metrics-file` when asked (also
+/// when the deadline stops it).
+fn sync_command(
+    config: &mut Config,
+    args: &SyncArgs,
+    record: Option<RunRecord>,
+) -> Result<ExitCode> {
+    let record = record.map(|r| r.labelled(&config.deploy));
+    start_watchdog_recording(config.run_timeout, record.clone());
+    let mut outcome = None;
+    let result = sync_options(args, config).and_then(|options| {
+        config.deploy.write_back = options.write_back;
+        sync(config, &options, args, &mut outcome)
+    });
+    let Some(record) = record else {
+        return result;
+    };
+    let written = record.finish(result.is_ok(), outcome.as_ref());
+    // The run's own error wins over one writing the file.
+    result.and_then(|code| written.map(|()| code))
+}
+
+pub(super) fn print(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
@@ -204,12 +261,20 @@ fn print(text: &str) -> Result<()> {
 /// A CronJob pod must never hang: past the deadline the process ends with an error. Every
 /// write m2s sends is a single atomic request, so stopping at any point leaves no half object.
 fn start_watchdog(deadline: Duration) {
+    start_watchdog_recording(deadline, None);
+}
+
+/// The watchdog of a run that records its metrics: a stopped run is a failed one.
+fn start_watchdog_recording(deadline: Duration, record: Option<RunRecord>) {
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
         eprintln!(
             "error: the run exceeded its deadline of {}s (M2S_RUN_TIMEOUT); stopped",
             deadline.as_secs()
         );
+        if let Some(record) = record {
+            record.failed();
+        }
         std::process::exit(1);
     });
 }
@@ -239,18 +304,24 @@ fn plan(config: &Config, args: &PlanArgs) -> Result<ExitCode> {
     let deploy = &config.deploy;
     if model_absent {
         let note = model_absent_note(config, &scope);
-        match args.output {
-            OutputFormat::Json => {
+        match machine(args.output) {
+            Some(format) => {
                 log::warn!("{note}");
-                print(&render_json(&plan, &registry, deploy, None))?;
+                print(&render_doc(&plan, &registry, deploy, None, format))?;
             }
-            OutputFormat::Text => print(&format!("{note}\n"))?,
+            None => print(&format!("{note}\n"))?,
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.output {
-        OutputFormat::Text => print(&render_text(&plan, &registry, deploy))?,
-        OutputFormat::Json => print(&render_json(&plan, &registry, deploy, refusal.as_ref()))?,
+    match machine(args.output) {
+        None => print(&render_text(&plan, &registry, deploy))?,
+        Some(format) => print(&render_doc(
+            &plan,
+            &registry,
+            deploy,
+            refusal.as_ref(),
+            format,
+        ))?,
     }
     if let Some(refusal) = refusal {
         return Err(refusal);
@@ -265,12 +336,19 @@ fn plan(config: &Config, args: &PlanArgs) -> Result<ExitCode> {
     })
 }
 
-fn sync(config: &Config, options: &SyncOptions, args: &SyncArgs) -> Result<ExitCode> {
+/// `sync`; `outcome` gets the sync's outcome once it has one (for `--metrics-file`).
+fn sync(
+    config: &Config,
+    options: &SyncOptions,
+    args: &SyncArgs,
+    outcome: &mut Option<SyncOutcome>,
+) -> Result<ExitCode> {
     let scope = scope(&args.scope)?;
     let mut view = TextSync {
         out: std::io::stdout().lock(),
     };
     let run = commands::sync(config, options, guard(&args.guard), &scope, &mut view)?;
+    outcome.clone_from(&run.outcome);
     let Some(outcome) = run.outcome else {
         writeln!(view.out, "{}", model_absent_note(config, &scope))?;
         return Ok(ExitCode::SUCCESS);

@@ -3,6 +3,7 @@
 //! it. (The long-running receiver is [`crate::receiver`].)
 
 pub(crate) mod register;
+pub(crate) mod render;
 
 use anyhow::Result;
 

@@ -121,6 +121,8 @@ pub(crate) struct Config {
     pub(crate) mlflow: MlflowConfig,
     pub(crate) deploy: DeployConfig,
     pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one (`--context`).
+    pub(crate) kube_context: Option<String>,
     pub(crate) concurrency: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) run_timeout: Duration,
@@ -150,6 +152,7 @@ pub(crate) struct Inputs {
     pub(crate) request_timeout: u64,
     pub(crate) run_timeout: u64,
     pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) context: Option<String>,
 }
 
 /// Where MLflow's own client variables are read from; a function so tests need not touch the
@@ -178,6 +181,7 @@ impl Config {
             mlflow,
             deploy,
             kubeconfig: s.kubeconfig.clone(),
+            kube_context: optional(&s.context),
             concurrency: s.concurrency,
             request_timeout: Duration::from_secs(s.request_timeout),
             run_timeout: Duration::from_secs(s.run_timeout),

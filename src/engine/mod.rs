@@ -132,6 +132,7 @@ impl Clients {
         let mlflow = MlflowClient::new(&config.mlflow)?;
         let (client, server) = executor.block_on(k8s::connect(
             config.kubeconfig.as_deref(),
+            config.kube_context.as_deref(),
             config.request_timeout,
         ))?;
         let deploy = &config.deploy;
@@ -190,7 +191,7 @@ impl Prepared<'_> {
 
 /// Phase 1: the registry, read page by page into entries (outside the async runtime:
 /// reqwest's blocking client must not run inside it).
-fn read_registry(mlflow: &MlflowClient, config: &Config) -> Result<Registry> {
+pub(crate) fn read_registry(mlflow: &MlflowClient, config: &Config) -> Result<Registry> {
     let mut builder = RegistryBuilder::new(&config.deploy);
     mlflow
         .for_each_model_page(config.mlflow.model_filter.as_deref(), |page| {

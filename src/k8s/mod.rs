@@ -11,7 +11,7 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GetParams, GroupVersionKind, ListParams,
     ObjectList, Patch, PatchParams, Preconditions,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::core::{ListMeta, Request, TypeMeta};
 use kube::{Client, Config, Resource};
 use serde::de::IgnoredAny;
@@ -23,6 +23,7 @@ use crate::keys::owned_selector;
 use crate::targets::Resource as TargetResource;
 
 mod events;
+mod kubeconfig;
 mod lease;
 mod listed;
 mod watch;
@@ -43,20 +44,24 @@ pub(crate) fn api_resource(r: &TargetResource) -> ApiResource {
 }
 
 /// A client configured like kubectl (`--kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, else
-/// the in-cluster service account), and the API server's URL (for error messages).
+/// the in-cluster service account; `--context` picks a context other than the current one),
+/// and the API server's URL (for error messages).
 pub(crate) async fn connect(
     kubeconfig: Option<&Path>,
+    context: Option<&str>,
     timeout: Duration,
 ) -> Result<(Client, String)> {
-    let mut config = match kubeconfig {
-        Some(path) => {
+    let mut config = match (kubeconfig, context) {
+        (Some(path), _) => {
             let kc = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            let options = kubeconfig::options(&kc, context, &path.display().to_string())?;
+            Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .with_context(|| format!("loading kubeconfig {}", path.display()))?
         }
-        None => Config::infer().await.with_context(|| {
+        (None, Some(context)) => kubeconfig::with_context(context).await?,
+        (None, None) => Config::infer().await.with_context(|| {
             // Name the file when KUBECONFIG points at one: that is where to look.
             match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
                 Some(v) => format!(

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::Doc;
 use crate::config::DeployConfig;
 use crate::desired::{EntryError, Registry, Selector};
 use crate::plan::{describe, Action, Change, Plan};
@@ -184,11 +185,13 @@ fn json_error(e: &EntryError) -> JsonError<'_> {
 }
 
 /// The plan as one JSON document; `refusal` is the deletion guard's, when it refuses.
-pub(crate) fn render_json(
+/// The plan as one document, JSON or YAML (the same fields).
+pub(crate) fn render_doc(
     plan: &Plan,
     registry: &Registry,
     cfg: &DeployConfig,
     refusal: Option<&anyhow::Error>,
+    format: Doc,
 ) -> String {
     let resource = cfg.target.resource();
     let doc = JsonPlan {
@@ -217,7 +220,7 @@ pub(crate) fn render_json(
             message: refusal.map(|e| format!("{e:#}")),
         },
     };
-    serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
+    format.write(&doc)
 }
 
 #[cfg(test)]

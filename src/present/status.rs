@@ -6,6 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::plan::write_errors;
+use super::Doc;
 use crate::config::DeployConfig;
 use crate::desired::Selector;
 use crate::plan::describe;
@@ -277,7 +278,13 @@ fn split(s: Option<&Selector>) -> (Option<&str>, Option<&str>) {
 }
 
 /// The report as one JSON document.
-pub(crate) fn render_json(report: &StatusReport, cfg: &DeployConfig, now: Timestamp) -> String {
+/// The report as one document, JSON or YAML (the same fields).
+pub(crate) fn render_doc(
+    report: &StatusReport,
+    cfg: &DeployConfig,
+    now: Timestamp,
+    format: Doc,
+) -> String {
     let resource = cfg.target.resource();
     let objects = &report.objects;
     let state = |st: State| objects.iter().filter(|o| o.readiness.state == st).count();
@@ -335,7 +342,7 @@ pub(crate) fn render_json(report: &StatusReport, cfg: &DeployConfig, now: Timest
             not_deployable: report.not_deployable.len(),
         },
     };
-    serde_json::to_string_pretty(&doc).expect("status serializes") + "\n"
+    format.write(&doc)
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ impl Metrics {
 
     pub(crate) fn render(&self) -> String {
         self.with(|v| {
-            let mut out = String::new();
+            let mut out = crate::build_info::metric(&[]);
             counter(&mut out, "m2s_webhook_events_received_total", "Verified webhook deliveries, by event (entity.action).", "event", &v.received);
             counter(&mut out, "m2s_webhook_events_rejected_total", "Requests refused (401, 413, 400, 408) and not acted on, by reason.", "reason", &v.rejected);
             counter(&mut out, "m2s_webhook_events_ignored_total", "Verified deliveries acknowledged without a sync, by reason.", "reason", &v.ignored);

@@ -50,11 +50,12 @@ fn template_renders_only_namespaced_objects() {
     let python = need!(kv_python());
     let docs = render(&helm, &python, &[]);
     let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
+    // The Pod is `helm test`'s (a hook: helm test creates it, not helm install).
     assert_eq!(
         kinds,
-        BTreeSet::from(["CronJob", "Role", "RoleBinding", "ServiceAccount"])
+        BTreeSet::from(["CronJob", "Pod", "Role", "RoleBinding", "ServiceAccount"])
     );
-    assert_eq!(docs.len(), 4);
+    assert_eq!(docs.len(), 5);
     // With the namespace toggle (another namespace than the release's) a Namespace is added,
     // kept on uninstall.
     let docs = render(
@@ -87,7 +88,7 @@ fn template_renders_only_namespaced_objects() {
         ],
     );
     let kinds: Vec<&str> = docs.iter().map(kind).collect();
-    assert_eq!(kinds, ["CronJob"]);
+    assert_eq!(kinds, ["CronJob", "Pod"]);
     assert_eq!(pod_spec(&docs)["serviceAccountName"], "existing");
 }
 
@@ -535,6 +536,7 @@ fn manifests_validate_against_kubernetes_1_30() {
         "role/m2s",
         "rolebinding/m2s",
         "cronjob/m2s",
+        "pod/m2s-test-plan",
     ];
     let cases: [(&str, &[&str], &[&str]); 3] = [
         ("default", &[], &[]),
@@ -606,9 +608,11 @@ fn rbac_is_namespaced_minimal_and_on_exactly_the_targets_resource() {
             let role = one(&docs, "Role");
             assert_eq!(role["metadata"]["namespace"], serving_ns);
             let rules = role["rules"].as_array().unwrap();
-            // The serving objects, and Events (on by default; see events_wait_and_write_back).
-            assert_eq!(rules.len(), 2, "{rules:?}");
-            assert_eq!(rules[1], events_rule());
+            // The serving objects, and Events (on by default; see events_wait_and_write_back);
+            // with Seldon Core 2 its Experiments too (chart_conventions::seldon_v2_experiments).
+            let experiments = usize::from(target.id() == "seldon-v2");
+            assert_eq!(rules.len(), 2 + experiments, "{rules:?}");
+            assert_eq!(rules[1 + experiments], events_rule());
             assert_eq!(rules[0]["apiGroups"], json!([r.group]), "{target:?}");
             assert_eq!(rules[0]["resources"], json!([r.plural]), "{target:?}");
             assert!(
@@ -2027,11 +2031,14 @@ fn rbac_for(target_id: &str) {
 // ---------------------------------------------------------------------------------------------
 // The webhook receiver (webhook.enabled): Deployment and Service
 
+/// The receiver, and the CronJob beside it (with the receiver it is off unless asked for).
 const WEBHOOK: &[&str] = &[
     "--set",
     "webhook.enabled=true",
     "--set",
     "webhook.existingSecret=m2s-webhook",
+    "--set",
+    "cronJob.enabled=true",
 ];
 
 fn webhook_pod(docs: &[Value]) -> &Value {
@@ -2064,6 +2071,8 @@ fn webhook_renders_a_hardened_deployment_and_a_service_beside_the_cronjob() {
         BTreeSet::from([
             "CronJob",
             "Deployment",
+            "Pod",
+            "PodDisruptionBudget",
             "Role",
             "RoleBinding",
             "Service",
@@ -2074,7 +2083,7 @@ fn webhook_renders_a_hardened_deployment_and_a_service_beside_the_cronjob() {
     assert_eq!(deployment["apiVersion"], "apps/v1");
     assert_eq!(deployment["metadata"]["name"], "m2s-webhook");
     assert_eq!(deployment["metadata"]["namespace"], RELEASE_NS);
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &webhook_pod(&docs)["spec"];
     // Hardened like the CronJob's pod, with the same ServiceAccount.
     assert_eq!(pod["securityContext"], pod_spec(&docs)["securityContext"]);
@@ -2161,6 +2170,10 @@ fn webhook_env_is_the_cronjobs_plus_its_own_and_the_secret_only_by_reference() {
         assert!(r.get("optional").is_none() || r["optional"] == false, "{r}");
         let listen = env.remove("M2S_WEBHOOK_LISTEN").unwrap();
         let resync = env.remove("M2S_RESYNC_INTERVAL").unwrap();
+        // The receiver's own (chart_conventions:: checks their values).
+        for own in ["M2S_SYNC_TIMEOUT", "POD_NAME"] {
+            env.remove(own).unwrap_or_else(|| panic!("no {own}"));
+        }
         // Everything else is exactly what the CronJob's container gets.
         assert_eq!(
             env,

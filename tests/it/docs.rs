@@ -95,6 +95,9 @@ fn arg_row(arg: &clap::Arg) -> Option<String> {
         .map(|h| h.to_string())
         .unwrap_or_default();
     if !possible.is_empty() && matches!(arg.get_action(), clap::ArgAction::Set) {
+        if !help.ends_with('.') {
+            help.push('.');
+        }
         help.push_str(&format!(" One of {}.", possible.join(", ")));
     }
     Some(format!(
@@ -346,8 +349,14 @@ fn the_chart_values_reference_and_readme_are_generated_from_values_yaml() {
              ```sh\n\
              helm install m2s ./chart/m2s --namespace m2s-system --create-namespace \\\n  \
              --set mlflow.host=https://mlflow.example.com --set serving.namespace=models\n\
+             helm test m2s --namespace m2s-system --logs   # m2s plan under the release's ServiceAccount\n\
              ```\n\n\
-             More in the project's [installation guide](../../docs/install.md).\n\n\
+             A release publishes the chart as `oci://ghcr.io/<owner>/charts/m2s`, with the \
+             released image as its default. More in the project's \
+             [installation guide](../../docs/install.md); metrics, the ServiceMonitor, \
+             PodMonitor, alerts and the Grafana dashboard in \
+             [Monitoring](../../docs/monitoring.md); changes in the \
+             [CHANGELOG](../../CHANGELOG.md).\n\n\
              ## Values\n\n{table}",
             chart_field("description"),
             chart_field("version"),

@@ -11,16 +11,21 @@ mod common;
 mod controllers;
 mod faults_support;
 mod net_support;
+mod monitoring_support;
 mod webhook_support;
 
 // The suites.
 mod chart;
+mod chart_conventions;
 mod cli;
 mod docs;
 mod faults;
 mod feedback;
+mod flags;
+mod monitoring;
 mod plumbing;
 mod replicas;
+mod render;
 mod status;
 mod sync;
 mod targets;

@@ -173,6 +173,9 @@ Checks of value combinations the schema cannot express. Renders nothing.
 {{- $from := ternary "serving" "seldon" (not (empty (index (.Values.serving | default dict) "createNamespace"))) }}
 {{- fail (printf "%s.createNamespace: the serving namespace is the release namespace, which Helm does not create from the chart (use helm --create-namespace), or set serving.namespace" $from) }}
 {{- end }}
+{{- include "m2s.validatePod" . }}
+{{- include "m2s.validateWebhook" . }}
+{{- include "m2s.validateMetrics" . }}
 {{- if and .Values.wait .Values.dryRun }}
 {{- fail "wait: a dry run (dryRun: true) persists nothing to wait for; set one of them to false" }}
 {{- end }}

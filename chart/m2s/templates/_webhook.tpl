@@ -103,6 +103,10 @@ receiver's have the same (a chart test compares the two).
 - name: MLFLOW_TRACKING_INSECURE_TLS
   value: "true"
 {{- end }}
+{{- if include "m2s.mlflowCa" . }}
+- name: MLFLOW_TRACKING_SERVER_CERT_PATH
+  value: {{ printf "/etc/m2s/mlflow-ca/%s" .Values.mlflow.caKey | quote }}
+{{- end }}
 {{- if .Values.mlflow.existingSecret }}
 {{- $secret := .Values.mlflow.existingSecret }}
 {{- $optional := .Values.mlflow.existingSecretOptional }}
@@ -140,4 +144,45 @@ Checks of the webhook values the schema cannot express. Renders nothing.
 {{- fail "webhook.existingSecret is required with webhook.enabled: the name of a Secret (in the release namespace) holding the webhook secret that MLflow signs its deliveries with (webhook.existingSecretKey, default \"secret\"); create it with kubectl create secret generic <name> --from-literal=secret=$(openssl rand -hex 32)" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.webhook.tls.certManager.enabled (not .Values.webhook.tls.certManager.issuerRef.name) }}
+{{- fail "webhook.tls.certManager.issuerRef.name is required with webhook.tls.certManager.enabled: the cert-manager Issuer (or ClusterIssuer, with issuerRef.kind) that signs the receiver's certificate" }}
+{{- end }}
+{{- if and .Values.webhook.tls.certManager.enabled (not .Values.webhook.enabled) }}
+{{- fail "webhook.tls.certManager.enabled needs webhook.enabled: the certificate is the receiver's" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret the receiver serves HTTPS with ("" without TLS): webhook.tls.secretName, or
+<fullname>-webhook-tls when cert-manager issues it.
+*/}}
+{{- define "m2s.webhookTlsSecret" -}}
+{{- if .Values.webhook.tls.secretName }}
+{{- .Values.webhook.tls.secretName }}
+{{- else if .Values.webhook.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "m2s.webhookName" .) | trunc 253 }}
+{{- end }}
+{{- end }}
+
+{{/*
+HTTP or HTTPS: the scheme of the receiver's probes and scrapes.
+*/}}
+{{- define "m2s.webhookScheme" -}}
+{{- if include "m2s.webhookTlsSecret" . }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/*
+The Service's DNS names, the short ones first (the certificate's, the scrape's server name).
+*/}}
+{{- define "m2s.webhookDnsNames" -}}
+{{- $svc := include "m2s.webhookName" . }}
+{{- $ns := .Release.Namespace }}
+{{- toJson (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) }}
+{{- end }}
+
+{{/*
+The name of the Lease whose holder runs the receiver's full syncs: <instance>-leader.
+*/}}
+{{- define "m2s.leaseName" -}}
+{{- printf "%s-leader" (include "m2s.instance" .) }}
 {{- end }}

@@ -174,8 +174,14 @@ fn json_document() {
     let c = cfg("kserve");
     let reg = registry(&c);
     let refusal = anyhow::anyhow!("refusing to delete");
-    let v: serde_json::Value =
-        serde_json::from_str(&render_json(&sample(&reg), &reg, &c, Some(&refusal))).unwrap();
+    let plan = sample(&reg);
+    let json = render_doc(&plan, &reg, &c, Some(&refusal), Doc::Json);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // -o yaml is the same document.
+    let yaml = render_doc(&plan, &reg, &c, Some(&refusal), Doc::Yaml);
+    let from_yaml: serde_json::Value = yaml_serde::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml, v, "{yaml}");
+    assert!(yaml.starts_with("format_version: '1'\n"), "{yaml}");
     assert_eq!(
         v["summary"],
         json!({"add": 1, "change": 1, "destroy": 1, "unchanged": 1, "errors": 1})

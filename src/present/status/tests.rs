@@ -107,8 +107,13 @@ fn counts_agree_with_their_nouns() {
 
 #[test]
 fn json_is_one_document() {
-    let v: serde_json::Value =
-        serde_json::from_str(&render_json(&sample(), &cfg("seldon-v2"), now())).unwrap();
+    let report = sample();
+    let json = render_doc(&report, &cfg("seldon-v2"), now(), Doc::Json);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // -o yaml is the same document.
+    let yaml = render_doc(&report, &cfg("seldon-v2"), now(), Doc::Yaml);
+    let from_yaml: serde_json::Value = yaml_serde::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml, v, "{yaml}");
     assert_eq!(v["format_version"], "1");
     assert_eq!(v["kind"], "Model");
     assert_eq!(v["objects"][0]["name"], "fraud-champion");

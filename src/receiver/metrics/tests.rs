@@ -24,6 +24,12 @@ fn renders_every_series_and_counts_what_happened() {
     assert!(text.contains("m2s_webhook_events_rejected_total{reason=\"bad_signature\"} 0"));
     assert!(text.contains("m2s_syncs_total{kind=\"model\",result=\"ok\"} 0"));
     assert!(text.contains("m2s_last_full_sync_success_timestamp_seconds 0"));
+    let build = format!(
+        "m2s_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("M2S_COMMIT")
+    );
+    assert!(text.contains(&build), "{text}");
     assert!(!m.ready());
     m.received("model_version_alias.created");
     m.received("something.else");
