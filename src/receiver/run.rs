@@ -79,6 +79,13 @@ pub(crate) fn serve(config: Config, args: &ReceiverOptions, secret: String) -> R
     if args.sync_timeout.is_zero() {
         bail!("M2S_SYNC_TIMEOUT (--sync-timeout) must be at least 1 second");
     }
+    let lease = lease_name(&config.deploy.instance);
+    if args.leader_election && !lease.split('.').all(crate::naming::is_dns1123_label) {
+        bail!(
+            "M2S_INSTANCE {:?} makes the receivers' Lease name {lease:?}, which is not a valid object name (lowercase letters, digits, '-' and '.'): use such an instance, or M2S_LEADER_ELECTION=false for a single replica",
+            config.deploy.instance
+        );
+    }
     // A certificate that cannot be read stops the receiver now, naming the file.
     let tls = args.tls.clone().map(tls::acceptor).transpose()?;
     let metrics = Arc::new(Metrics::new());
@@ -130,11 +137,7 @@ pub(crate) fn serve(config: Config, args: &ReceiverOptions, secret: String) -> R
     let (resigning, resign) = watch::channel(false);
     let election = args.leader_election.then(|| {
         let elector = Elector {
-            lease: LeaseApi::new(
-                clients.kube.client(),
-                &config.deploy.namespace,
-                &lease_name(&config.deploy.instance),
-            ),
+            lease: LeaseApi::new(clients.kube.client(), &config.deploy.namespace, &lease),
             identity,
             leadership: leadership.clone(),
             on_change: {

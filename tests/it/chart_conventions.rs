@@ -834,3 +834,21 @@ fn chart_metadata_license_and_changelog_are_complete() {
     );
     assert!(Path::new(&repo().join("chart/m2s/README.md")).is_file());
 }
+
+/// The receivers' Lease is named after the instance: an instance that makes no valid object
+/// name is refused at install when the receiver is enabled (m2s would refuse it at start).
+#[test]
+fn an_instance_that_makes_no_lease_name_is_refused_with_the_receiver() {
+    let helm = need!(helm());
+    let receiver = [
+        "--set",
+        "webhook.enabled=true",
+        "--set",
+        "webhook.existingSecret=s",
+        "--set",
+        "instance=Team_A",
+    ];
+    template_fails(&helm, &receiver, "not a valid object name");
+    // Without the receiver there is no Lease: the label value is fine.
+    render_yaml(&helm, &["--set", "instance=Team_A"]);
+}

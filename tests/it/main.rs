@@ -10,8 +10,8 @@ mod chart_support;
 mod common;
 mod controllers;
 mod faults_support;
-mod net_support;
 mod monitoring_support;
+mod net_support;
 mod webhook_support;
 
 // The suites.
@@ -24,8 +24,8 @@ mod feedback;
 mod flags;
 mod monitoring;
 mod plumbing;
-mod replicas;
 mod render;
+mod replicas;
 mod status;
 mod sync;
 mod targets;

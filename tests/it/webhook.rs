@@ -425,4 +425,19 @@ fn the_receiver_refuses_to_start_without_its_secret() {
         1,
     );
     assert!(r.stderr.contains("M2S_WEBHOOK_SECRET"), "{}", r.stderr);
+    // An instance that makes no valid Lease name, before anything listens.
+    let r = run_expect(
+        sb.m2s(&ns, "wh-nosecret")
+            .env("M2S_WEBHOOK_SECRET", SECRET)
+            .env("M2S_INSTANCE", "Team_A")
+            .args(["webhook", "--listen", "127.0.0.1:0"]),
+        1,
+    );
+    assert!(
+        r.stderr
+            .contains("M2S_INSTANCE \"Team_A\" makes the receivers' Lease name"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("listening"), "{}", r.stderr);
 }

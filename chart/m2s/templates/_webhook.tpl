@@ -184,5 +184,9 @@ The Service's DNS names, the short ones first (the certificate's, the scrape's s
 The name of the Lease whose holder runs the receiver's full syncs: <instance>-leader.
 */}}
 {{- define "m2s.leaseName" -}}
-{{- printf "%s-leader" (include "m2s.instance" .) }}
+{{- $name := printf "%s-leader" (include "m2s.instance" .) }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" $name) }}
+{{- fail (printf "instance %q makes the receivers' Lease name %q, which is not a valid object name (lowercase letters, digits, '-' and '.'): set instance to such a value" (include "m2s.instance" .) $name) }}
+{{- end }}
+{{- $name }}
 {{- end }}
