@@ -40,6 +40,7 @@ mod mlflow;
 // 4. The pure core.
 mod desired;
 mod plan;
+mod rollout;
 mod status;
 // 5. The engine.
 mod engine;

@@ -18,6 +18,9 @@ pub(crate) const MAX_MODELS: usize = 10_000;
 pub(crate) const MAX_ALIASES: usize = 64;
 /// Wait before retrying a failed full sync (or the resync interval, if shorter).
 pub(crate) const FULL_RETRY: Duration = Duration::from_secs(15);
+/// A model with a progressive rollout in progress is synced again this often, so that its
+/// steps move on (and a failing canary is aborted) without waiting for an event.
+pub(crate) const ROLLOUT_TICK: Duration = Duration::from_secs(30);
 
 /// What an event did to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,10 @@ pub(crate) struct Queue {
     stopping: bool,
     /// Whether this replica leads: only then are full syncs due.
     leading: bool,
+    /// Models with a rollout in progress, as the last syncs saw them, and when they are
+    /// synced next.
+    rollouts: BTreeSet<String>,
+    next_tick: Instant,
 }
 
 impl Queue {
@@ -72,6 +79,41 @@ impl Queue {
             interval,
             stopping: false,
             leading: false,
+            rollouts: BTreeSet::new(),
+            next_tick: now,
+        }
+    }
+
+    /// What a sync of `scope` saw of rollouts in progress: a full sync saw them all, a
+    /// model's sync that model's.
+    pub(crate) fn rollouts_after(
+        &mut self,
+        now: Instant,
+        scope: &Scope,
+        models: &BTreeSet<String>,
+    ) {
+        match scope {
+            Scope::All => self.rollouts = models.clone(),
+            Scope::Model { name, .. } if models.contains(name) => {
+                self.rollouts.insert(name.clone());
+            }
+            Scope::Model { name, .. } => {
+                self.rollouts.remove(name);
+            }
+        }
+        if self.rollouts.is_empty() || self.next_tick <= now {
+            self.next_tick = now + ROLLOUT_TICK;
+        }
+    }
+
+    /// Queues a sync of every model in rollout when the tick is due.
+    fn tick(&mut self, now: Instant) {
+        if self.rollouts.is_empty() || now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + ROLLOUT_TICK;
+        for model in self.rollouts.clone() {
+            self.push(&model, None);
         }
     }
 
@@ -121,6 +163,7 @@ impl Queue {
     /// The next sync to run at `now`, if any: a due full sync first (taking over the waiting
     /// models), else the model that has waited longest.
     pub(crate) fn take(&mut self, now: Instant) -> Option<(Scope, Vec<Scope>)> {
+        self.tick(now);
         if self.full_due(now) {
             self.full_asked = false;
             let covered = self.drain();
@@ -170,14 +213,19 @@ impl Queue {
 
     /// How long the worker may sleep at `now`: `None` when a sync can start at once.
     fn idle_for(&self, now: Instant) -> Option<Duration> {
-        if self.full_due(now) || !self.order.is_empty() {
-            None
-        } else if self.leading {
-            Some(self.next_full - now)
-        } else {
-            // Woken by an event or by starting to lead.
-            Some(Duration::from_secs(3600))
+        let tick_due = !self.rollouts.is_empty() && now >= self.next_tick;
+        if self.full_due(now) || !self.order.is_empty() || tick_due {
+            return None;
         }
+        // Woken by an event or by starting to lead, else.
+        let mut wait = Duration::from_secs(3600);
+        if self.leading {
+            wait = wait.min(self.next_full - now);
+        }
+        if !self.rollouts.is_empty() {
+            wait = wait.min(self.next_tick - now);
+        }
+        Some(wait)
     }
 }
 
@@ -239,6 +287,11 @@ impl Scheduler {
 
     pub(crate) fn full_done(&self, ok: bool, covered: Vec<Scope>) {
         self.lock().full_done(Instant::now(), ok, covered);
+    }
+
+    /// See [`Queue::rollouts_after`].
+    pub(crate) fn rollouts_after(&self, scope: &Scope, models: &BTreeSet<String>) {
+        self.lock().rollouts_after(Instant::now(), scope, models);
     }
 
     pub(crate) fn waiting(&self) -> usize {

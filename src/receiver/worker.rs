@@ -113,6 +113,7 @@ impl Worker {
                 true
             }
             Ok(Ok(Finished::Synced(o))) => {
+                self.scheduler.rollouts_after(scope, &o.rollouts);
                 self.report(scope, o, &mut record, ms);
                 !matches!(
                     o.result(),

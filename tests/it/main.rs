@@ -26,6 +26,7 @@ mod monitoring;
 mod plumbing;
 mod render;
 mod replicas;
+mod rollout;
 mod status;
 mod sync;
 mod targets;

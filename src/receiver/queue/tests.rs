@@ -150,3 +150,23 @@ fn only_the_leading_replica_runs_full_syncs() {
     q.set_leading(true);
     assert_eq!(q.take(t0 + HOUR).map(|j| j.0), Some(Scope::All));
 }
+
+#[test]
+fn models_in_rollout_are_synced_again_every_tick() {
+    let t0 = Instant::now();
+    let mut q = started(t0);
+    let rolling: BTreeSet<String> = ["iris".to_string()].into();
+    q.rollouts_after(t0, &Scope::All, &rolling);
+    assert_eq!(q.idle_for(t0), Some(ROLLOUT_TICK));
+    assert_eq!(q.take(t0), None);
+    let t1 = t0 + ROLLOUT_TICK;
+    assert_eq!(q.take(t1), Some((model("iris", &[]), vec![])));
+    // The model's sync saw the rollout end: no more ticks, back to the full sync's interval.
+    q.rollouts_after(t1, &model("iris", &[]), &BTreeSet::new());
+    assert_eq!(q.take(t1 + ROLLOUT_TICK), None);
+    assert_eq!(q.idle_for(t1), Some(HOUR - ROLLOUT_TICK));
+    // A follower ticks too: a rollout one of its own syncs started goes on.
+    let mut follower = Queue::new(t0, HOUR);
+    follower.rollouts_after(t0, &model("iris", &[]), &rolling);
+    assert_eq!(follower.take(t0 + ROLLOUT_TICK), Some((model("iris", &[]), vec![])));
+}
