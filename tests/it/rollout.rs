@@ -592,3 +592,51 @@ fn a_rollout_needs_no_more_than_the_charts_role() {
     as_chart(&["sync"]);
     r.assert_alone(2);
 }
+
+/// `sync --wait` after a step waits for the part the step started: on Seldon Core 2 the canary
+/// Model, which only its own status says is serving.
+#[test]
+fn sync_wait_follows_the_step_it_wrote() {
+    use crate::faults_support::{audit_mark, requests_since};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let Some(r) = Rollout::start("seldon-v2") else {
+        return;
+    };
+    r.point(2);
+    let mark = audit_mark();
+    let child = r
+        .m2s(&["sync", "--wait", "--wait-timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let watching = || {
+        requests_since(mark, &r.s.ns).iter().any(|e| {
+            e["verb"] == "watch"
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("m2s/"))
+        })
+    };
+    while !(r.canary_model().is_some() && watching()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no step, or no watch"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still waiting: nothing serves the canary yet.
+    std::thread::sleep(Duration::from_millis(700));
+    r.healthy_step(10);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{}-canary", r.name)), "{stdout}");
+    r.assert_step(1, 2, 10, "1");
+}

@@ -168,5 +168,8 @@ fn models_in_rollout_are_synced_again_every_tick() {
     // A follower ticks too: a rollout one of its own syncs started goes on.
     let mut follower = Queue::new(t0, HOUR);
     follower.rollouts_after(t0, &model("iris", &[]), &rolling);
-    assert_eq!(follower.take(t0 + ROLLOUT_TICK), Some((model("iris", &[]), vec![])));
+    assert_eq!(
+        follower.take(t0 + ROLLOUT_TICK),
+        Some((model("iris", &[]), vec![]))
+    );
 }
