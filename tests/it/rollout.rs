@@ -640,3 +640,69 @@ fn sync_wait_follows_the_step_it_wrote() {
     assert!(stdout.contains(&format!("{}-canary", r.name)), "{stdout}");
     r.assert_step(1, 2, 10, "1");
 }
+
+/// The `m2s.<namespace>.<name>.state` tag of version `i`, as MLflow has it.
+fn state_tag(r: &Rollout, i: usize) -> Option<String> {
+    let key = format!("m2s.{}.{}.state", r.s.ns, r.name);
+    let v = r.s.sb.mlflow().get(
+        "model-versions/get",
+        &[("name", &r.model), ("version", r.v(i))],
+    );
+    v["model_version"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["key"] == key.as_str())
+        .and_then(|t| t["value"].as_str().map(String::from))
+}
+
+/// Write-back tells the registry what a rollout does: the new version is `canary` while it
+/// takes part of the traffic, `aborted` after an abort; the stable version keeps its state.
+#[test]
+fn write_back_says_canary_then_aborted() {
+    let Some(r) = Rollout::start("seldon-v1") else {
+        return;
+    };
+    let sync = || {
+        let mut cmd = r.m2s(&["sync"]);
+        cmd.env("M2S_WRITE_BACK", "true");
+        run(&mut cmd)
+    };
+    r.point(2);
+    assert_eq!(sync().code, 0);
+    assert_eq!(state_tag(&r, 2).as_deref(), Some("canary"));
+    assert_eq!(state_tag(&r, 1).as_deref(), Some("Available"));
+    r.failed_step();
+    sync();
+    assert_eq!(r.ann("m2s.io/rollout").as_deref(), Some("aborted"));
+    // The run after the abort (the entry held: not deployable) keeps both tags.
+    sync();
+    assert_eq!(state_tag(&r, 2).as_deref(), Some("aborted"));
+    assert!(state_tag(&r, 1).is_some());
+}
+
+/// A model deleted mid-rollout takes its canary objects with it (Seldon Core 2: the canary
+/// Model and the Experiment).
+#[test]
+fn deleting_the_model_mid_rollout_deletes_what_the_rollout_added() {
+    let Some(r) = Rollout::start("seldon-v2") else {
+        return;
+    };
+    r.point(2);
+    r.sync();
+    assert!(r.canary_model().is_some());
+    r.s.sb.mlflow().delete_alias(&r.model, "champion");
+    // The main Model and its canary are every object this instance has: the guard asks.
+    let refused = run(&mut r.m2s(&["sync"]));
+    assert!(
+        refused.code != 0 && refused.all().contains("refusing to delete all 2 Models"),
+        "{}",
+        refused.all()
+    );
+    run_expect(&mut r.m2s(&["sync", "--allow-delete-all"]), 0);
+    assert!(r.s.sb.objects(&r.s.ns, "seldon-v2").is_empty());
+    assert!(
+        r.other(EXPERIMENTS, &r.name).is_none(),
+        "the Experiment is left"
+    );
+}
