@@ -50,6 +50,10 @@ pub(crate) const ANN_CANARY_ABORTED: &str = "m2s.io/canary-aborted";
 /// name of that object.
 pub(crate) const ANN_CANARY_OF: &str = "m2s.io/canary-of";
 
+/// On an object while a progressive rollout is in progress on it (value `canary`), so that the
+/// receiver's leader finds the rollouts with one LIST, whichever run started them.
+pub(crate) const LABEL_ROLLOUT: &str = "m2s.io/rollout";
+
 /// Label selector of the objects one m2s instance owns.
 pub(crate) fn owned_selector(instance: &str) -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={instance}")

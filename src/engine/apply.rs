@@ -115,7 +115,6 @@ pub(crate) fn apply(
         changes: plan.changes.len(),
         not_deployable: plan.errors.len(),
         failures,
-        rollouts: plan.rollouts.clone(),
         ..SyncOutcome::default()
     };
     view.applied(&outcome)?;

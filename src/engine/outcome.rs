@@ -64,8 +64,6 @@ pub(crate) struct SyncOutcome {
     /// Write-back's result, when it ran.
     pub(crate) write_back: Option<WriteBackOutcome>,
     pub(crate) requests: Requests,
-    /// The models with a progressive rollout in progress after this sync.
-    pub(crate) rollouts: std::collections::BTreeSet<String>,
 }
 
 impl SyncOutcome {

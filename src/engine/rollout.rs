@@ -82,6 +82,7 @@ pub(super) fn bodies(
                 )],
             );
             main["metadata"]["annotations"] = annotations;
+            main["metadata"]["labels"][crate::keys::LABEL_ROLLOUT] = Value::from("canary");
             let companions = split.companions(&entry.name, &stable, &canary, percent);
             Ok(Bodies { main, companions })
         }

@@ -266,6 +266,29 @@ impl Kube {
         .await
     }
 
+    /// The models of this instance's objects in a progressive rollout (labelled
+    /// `m2s.io/rollout=canary`).
+    pub(crate) async fn rollout_models(&self, instance: &str) -> Result<BTreeSet<String>> {
+        let selector = format!(
+            "{},{}=canary",
+            owned_selector(instance),
+            crate::keys::LABEL_ROLLOUT
+        );
+        let mut models = BTreeSet::new();
+        self.list_pages(
+            ListParams::default().labels(&selector),
+            |lp| async move { self.list_lean::<IgnoredAny>(&lp).await },
+            |o| {
+                let o = ListedObject::with_status(o, None);
+                if let Some(m) = o.annotation(crate::keys::ANN_MODEL_NAME) {
+                    models.insert(m.to_string());
+                }
+            },
+        )
+        .await?;
+        Ok(models)
+    }
+
     /// [`list_owned`](Kube::list_owned) with each object's generation, age and status, for
     /// `status` and write-back; `each` reduces the status as the page streams.
     pub(crate) async fn list_owned_with_status(

@@ -142,9 +142,6 @@ pub(crate) struct Plan {
     pub(crate) managed: usize,
     /// UIDs of the objects left as they are because their entry cannot be deployed.
     pub(crate) held: BTreeMap<String, String>,
-    /// The models with a progressive rollout in progress once this plan is applied (the
-    /// receiver syncs them again within 30 s).
-    pub(crate) rollouts: std::collections::BTreeSet<String>,
 }
 
 impl Plan {
@@ -245,7 +242,6 @@ pub(crate) fn compute(
             cleanup: Vec::new(),
         });
     }
-    plan.rollouts = std::mem::take(&mut rollouts.models);
     rollouts.clean_up(&mut plan, cfg);
     plan.changes
         .sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
@@ -274,25 +270,22 @@ fn stale_change(
         }),
     };
     let canary_health = rollouts.canaries.get(&*entry.name).map(|c| &c.health);
-    let keep = |rollouts: &mut Rollouts, going_on: bool| {
+    let keep = |rollouts: &mut Rollouts| {
         rollouts.kept.insert(entry.name.to_string());
-        if going_on {
-            rollouts.models.insert(entry.model.name.clone());
-        }
     };
     match decide(entry, seen, &wanted, canary_health, clock) {
         Decision::Stay => {
-            keep(rollouts, stale.object.in_rollout);
+            keep(rollouts);
             Ok(None)
         }
         Decision::Error(message) => {
-            keep(rollouts, stale.object.in_rollout);
+            keep(rollouts);
             rollouts.held_uid = stale.object.uid.clone();
             Err(message)
         }
         Decision::Change(rc, reason) => {
             if matches!(rc.kind, RolloutKind::Step { .. }) {
-                keep(rollouts, true);
+                keep(rollouts);
             } else {
                 rollouts.ending(&stale.object);
             }

@@ -294,8 +294,6 @@ pub(super) struct Rollouts {
     pub(super) ended: BTreeSet<String>,
     /// The UID of an object left as it is for an entry error (for its Event).
     pub(super) held_uid: Option<String>,
-    /// Models with a rollout in progress after the plan.
-    pub(super) models: BTreeSet<String>,
 }
 
 impl Rollouts {

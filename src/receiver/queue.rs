@@ -18,9 +18,19 @@ pub(crate) const MAX_MODELS: usize = 10_000;
 pub(crate) const MAX_ALIASES: usize = 64;
 /// Wait before retrying a failed full sync (or the resync interval, if shorter).
 pub(crate) const FULL_RETRY: Duration = Duration::from_secs(15);
-/// A model with a progressive rollout in progress is synced again this often, so that its
-/// steps move on (and a failing canary is aborted) without waiting for an event.
+/// The leader looks this often for progressive rollouts in progress (whoever started them) and
+/// syncs their models, so that steps move on, and a failing canary is aborted, without waiting
+/// for an event.
 pub(crate) const ROLLOUT_TICK: Duration = Duration::from_secs(30);
+
+/// What the sync thread is to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// A sync, and (for a full sync) the model syncs it took over.
+    Sync(Scope, Vec<Scope>),
+    /// The leader's rollout tick: find the models with a rollout in progress and queue them.
+    Tick,
+}
 
 /// What an event did to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +72,7 @@ pub(crate) struct Queue {
     stopping: bool,
     /// Whether this replica leads: only then are full syncs due.
     leading: bool,
-    /// Models with a rollout in progress, as the last syncs saw them, and when they are
-    /// synced next.
-    rollouts: BTreeSet<String>,
+    /// When the leader's next rollout tick is due.
     next_tick: Instant,
 }
 
@@ -79,42 +87,18 @@ impl Queue {
             interval,
             stopping: false,
             leading: false,
-            rollouts: BTreeSet::new(),
-            next_tick: now,
+            next_tick: now + ROLLOUT_TICK,
         }
     }
 
-    /// What a sync of `scope` saw of rollouts in progress: a full sync saw them all, a
-    /// model's sync that model's.
-    pub(crate) fn rollouts_after(
-        &mut self,
-        now: Instant,
-        scope: &Scope,
-        models: &BTreeSet<String>,
-    ) {
-        match scope {
-            Scope::All => self.rollouts = models.clone(),
-            Scope::Model { name, .. } if models.contains(name) => {
-                self.rollouts.insert(name.clone());
-            }
-            Scope::Model { name, .. } => {
-                self.rollouts.remove(name);
-            }
-        }
-        if self.rollouts.is_empty() || self.next_tick <= now {
-            self.next_tick = now + ROLLOUT_TICK;
-        }
-    }
-
-    /// Queues a sync of every model in rollout when the tick is due.
-    fn tick(&mut self, now: Instant) {
-        if self.rollouts.is_empty() || now < self.next_tick {
-            return;
+    /// Whether the leader's rollout tick is due at `now`; if so, the next is one tick later.
+    /// A full sync due first goes first (it moves every rollout on anyway).
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
+        if !self.leading || now < self.next_tick || self.full_due(now) {
+            return false;
         }
         self.next_tick = now + ROLLOUT_TICK;
-        for model in self.rollouts.clone() {
-            self.push(&model, None);
-        }
+        true
     }
 
     /// The replica starts or stops leading; one that starts runs a full sync at once.
@@ -163,7 +147,6 @@ impl Queue {
     /// The next sync to run at `now`, if any: a due full sync first (taking over the waiting
     /// models), else the model that has waited longest.
     pub(crate) fn take(&mut self, now: Instant) -> Option<(Scope, Vec<Scope>)> {
-        self.tick(now);
         if self.full_due(now) {
             self.full_asked = false;
             let covered = self.drain();
@@ -187,6 +170,8 @@ impl Queue {
     pub(crate) fn full_done(&mut self, now: Instant, ok: bool, covered: Vec<Scope>) {
         if ok {
             self.next_full = now + self.interval;
+            // The full sync moved every rollout on.
+            self.next_tick = now + ROLLOUT_TICK;
             return;
         }
         self.next_full = now + self.interval.min(FULL_RETRY);
@@ -213,19 +198,15 @@ impl Queue {
 
     /// How long the worker may sleep at `now`: `None` when a sync can start at once.
     fn idle_for(&self, now: Instant) -> Option<Duration> {
-        let tick_due = !self.rollouts.is_empty() && now >= self.next_tick;
+        let tick_due = self.leading && now >= self.next_tick;
         if self.full_due(now) || !self.order.is_empty() || tick_due {
-            return None;
+            None
+        } else if self.leading {
+            Some((self.next_full - now).min(self.next_tick - now))
+        } else {
+            // Woken by an event or by starting to lead.
+            Some(Duration::from_secs(3600))
         }
-        // Woken by an event or by starting to lead, else.
-        let mut wait = Duration::from_secs(3600);
-        if self.leading {
-            wait = wait.min(self.next_full - now);
-        }
-        if !self.rollouts.is_empty() {
-            wait = wait.min(self.next_tick - now);
-        }
-        Some(wait)
     }
 }
 
@@ -264,16 +245,23 @@ impl Scheduler {
         (queued, waiting)
     }
 
-    /// Blocks until a sync is due; `None` once [`stop`](Scheduler::stop) was called.
-    pub(crate) fn next(&self) -> Option<(Scope, Vec<Scope>)> {
+    /// Blocks until a job is due; `None` once [`stop`](Scheduler::stop) was called.
+    pub(crate) fn next(&self) -> Option<Job> {
         let mut q = self.lock();
         loop {
             if q.stopping {
                 return None;
             }
             let now = Instant::now();
+            if q.tick(now) {
+                return Some(Job::Tick);
+            }
             match q.idle_for(now) {
-                None => return q.take(now),
+                None => {
+                    if let Some((scope, covered)) = q.take(now) {
+                        return Some(Job::Sync(scope, covered));
+                    }
+                }
                 Some(wait) => {
                     q = self
                         .wake
@@ -287,11 +275,6 @@ impl Scheduler {
 
     pub(crate) fn full_done(&self, ok: bool, covered: Vec<Scope>) {
         self.lock().full_done(Instant::now(), ok, covered);
-    }
-
-    /// See [`Queue::rollouts_after`].
-    pub(crate) fn rollouts_after(&self, scope: &Scope, models: &BTreeSet<String>) {
-        self.lock().rollouts_after(Instant::now(), scope, models);
     }
 
     pub(crate) fn waiting(&self) -> usize {

@@ -210,6 +210,10 @@ impl Rollout {
             }
         };
         assert!(self.is_version(uri.unwrap(), i), "{o:#}");
+        assert!(
+            o["metadata"]["labels"].get("m2s.io/rollout").is_none(),
+            "{o:#}"
+        );
         assert_eq!(self.ann("m2s.io/model-version").as_deref(), Some(self.v(i)));
         for key in [
             "m2s.io/canary-step",
@@ -513,7 +517,8 @@ fn the_receiver_moves_a_rollout_on_by_itself() {
     let Some(r) = Rollout::start("seldon-v1") else {
         return;
     };
-    // Step 1 written by one process; a receiver started later goes on with it.
+    // Step 1 written by one process (a CronJob run, or another replica's scoped sync); a
+    // receiver started later finds it by its label and goes on with it.
     r.point(2);
     r.sync();
     r.healthy_step(10);

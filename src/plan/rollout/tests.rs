@@ -73,7 +73,6 @@ fn a_version_move_with_m2s_canary_starts_at_the_first_step() {
     );
     assert_eq!(rollout.stable_version, "4");
     assert_eq!(change.previous_version(), Some("4"));
-    assert_eq!(plan.rollouts.iter().collect::<Vec<_>>(), ["iris"]);
     // Without the tag: today's plain update, no rollout.
     let (_, plain, _) = plan_with(&snapshot(&[("iris", "5", "Production")]), &cfg, &before);
     assert_eq!(plain.changes[0].reason, "version 4 → 5");
@@ -93,7 +92,6 @@ fn a_rollout_with_no_step_due_asks_mlflow_nothing_and_changes_nothing() {
     assert_eq!(asked, 0, "the rollout's files are recorded on the object");
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
     assert_eq!(plan.unchanged, [0]);
-    assert_eq!(plan.rollouts.len(), 1);
 }
 
 #[test]
