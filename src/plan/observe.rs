@@ -15,7 +15,8 @@ use crate::keys::{
 use crate::mlflow::Resolved;
 use crate::targets::{canonical_quantities, field_changes, field_values};
 
-use super::rollout::{health_of, CanarySeen, Seen};
+use super::rollout::{health_of, CanarySeen, Seen, Wanted};
+use crate::rollout::RolloutState;
 
 /// The identity of a listed object and what it serves: all a plan keeps of it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -117,6 +118,8 @@ pub(crate) enum Verdict {
     DeletePending,
     /// Its entry cannot be deployed: the object is left as it is.
     NotDeployable,
+    /// In a progressive rollout of the version its entry asks for.
+    RollingOut,
     /// A canary object a progressive rollout added beside the object it rolls out.
     Canary,
 }
@@ -129,6 +132,7 @@ impl Verdict {
             Verdict::UpdatePending => "update pending",
             Verdict::DeletePending => "delete pending",
             Verdict::NotDeployable => "not deployable",
+            Verdict::RollingOut => "rolling out",
             Verdict::Canary => "rollout canary",
         }
     }
@@ -222,6 +226,12 @@ impl<'a> Observer<'a> {
         match self.found[i] {
             Found::InSync => Verdict::InSync,
             Found::Held(_) => Verdict::NotDeployable,
+            Found::Stale(ref s)
+                if s.rollout.wanted == Wanted::Canary
+                    && matches!(s.rollout.state, RolloutState::InProgress { .. }) =>
+            {
+                Verdict::RollingOut
+            }
             _ => Verdict::UpdatePending,
         }
     }

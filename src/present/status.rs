@@ -22,11 +22,13 @@ const STATES: [State; 4] = [
     State::Pending,
     State::Failed,
 ];
-const VERDICTS: [Verdict; 4] = [
+const VERDICTS: [Verdict; 6] = [
     Verdict::InSync,
+    Verdict::RollingOut,
     Verdict::UpdatePending,
     Verdict::DeletePending,
     Verdict::NotDeployable,
+    Verdict::Canary,
 ];
 
 /// Seconds since `created` (RFC 3339), if it parses.
@@ -337,6 +339,8 @@ struct JsonSummary {
     pending: usize,
     failed: usize,
     in_sync: usize,
+    rolling_out: usize,
+    rollout_canaries: usize,
     update_pending: usize,
     delete_pending: usize,
     not_deployable_objects: usize,
@@ -411,6 +415,8 @@ pub(crate) fn render_doc(
             pending: state(State::Pending),
             failed: state(State::Failed),
             in_sync: verdict(Verdict::InSync),
+            rolling_out: verdict(Verdict::RollingOut),
+            rollout_canaries: verdict(Verdict::Canary),
             update_pending: verdict(Verdict::UpdatePending),
             delete_pending: verdict(Verdict::DeletePending),
             not_deployable_objects: verdict(Verdict::NotDeployable),

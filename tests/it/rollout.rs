@@ -326,8 +326,10 @@ fn two_steps_to_promotion() {
         let rv = r.rv();
         r.sync();
         assert_eq!(r.rv(), rv, "a run with no step due wrote");
-        let status = r.s.status_json();
+        let out = run_expect(&mut r.m2s(&["status", "-o", "json"]), 0).stdout;
+        let status: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(status["objects"][0]["rollout"]["state"], "canary");
+        assert_eq!(status["objects"][0]["registry"], "rolling out");
         assert_eq!(status["objects"][0]["rollout"]["percent"], 10);
         let text = run_expect(&mut r.m2s(&["status"]), 0).stdout;
         assert!(

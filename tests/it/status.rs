@@ -64,7 +64,7 @@ fn status_shows_each_state(target: &'static str) {
     assert_eq!(
         doc["summary"],
         json!({"objects": 4, "available": 1, "creating": 1, "pending": 1, "failed": 1,
-               "in_sync": 2, "update_pending": 1, "delete_pending": 1,
+               "in_sync": 2, "rolling_out": 0, "rollout_canaries": 0, "update_pending": 1, "delete_pending": 1,
                "not_deployable_objects": 0, "not_deployed": 1, "not_deployable": 0})
     );
 

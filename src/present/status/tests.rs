@@ -128,7 +128,7 @@ fn json_is_one_document() {
     assert_eq!(
         v["summary"],
         json!({"objects": 2, "available": 1, "creating": 0, "pending": 0, "failed": 1,
-               "in_sync": 1, "update_pending": 1, "delete_pending": 0,
+               "in_sync": 1, "rolling_out": 0, "rollout_canaries": 0, "update_pending": 1, "delete_pending": 0,
                "not_deployable_objects": 0, "not_deployed": 1, "not_deployable": 0})
     );
 }
