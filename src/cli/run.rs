@@ -82,6 +82,9 @@ fn inputs(g: GlobalArgs) -> Inputs {
         run_timeout: g.run_timeout,
         kubeconfig: g.kubeconfig,
         context: g.context,
+        preflight: g.preflight,
+        runtime_mlflow_version: g.runtime_mlflow_version,
+        seldon_protocol: g.seldon_protocol,
     }
 }
 

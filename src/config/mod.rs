@@ -11,7 +11,8 @@ use reqwest::Url;
 
 use crate::image::validate_image_reference;
 use crate::naming::is_dns1123_label;
-use crate::targets::{self, Setting, Target};
+use crate::runtime::MlflowVersion;
+use crate::targets::{self, Protocol, Setting, Target};
 use overlay::Overlay;
 
 /// Stages MLflow's registry knows; only the first two are sensible to deploy, but `Archived`
@@ -84,6 +85,8 @@ pub(crate) struct DeployConfig {
     /// Write each object's state back to MLflow as tags (`sync --write-back`): the registry
     /// then keeps this namespace's write-back tags of the versions it reads.
     pub(crate) write_back: bool,
+    /// The serving protocol m2s writes (`M2S_SELDON_PROTOCOL`); `None`: none set.
+    pub(crate) protocol: Option<Protocol>,
 }
 
 impl DeployConfig {
@@ -105,6 +108,7 @@ impl DeployConfig {
             aliases: AliasSelection::Listed(vec![]),
             mlflow_url: mlflow_url.to_string(),
             write_back: false,
+            protocol: None,
         }
     }
 
@@ -116,10 +120,22 @@ impl DeployConfig {
     }
 }
 
+/// What preflight checks a version against before it is deployed (`M2S_PREFLIGHT`,
+/// `M2S_RUNTIME_MLFLOW_VERSION`).
+#[derive(Debug, Clone)]
+pub(crate) struct PreflightConfig {
+    pub(crate) enabled: bool,
+    /// The MLflow the serving runtime loads models with.
+    pub(crate) mlflow: MlflowVersion,
+    /// That runtime and where its version comes from, as messages name it.
+    pub(crate) runtime: String,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) mlflow: MlflowConfig,
     pub(crate) deploy: DeployConfig,
+    pub(crate) preflight: PreflightConfig,
     pub(crate) kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use instead of the current one (`--context`).
     pub(crate) kube_context: Option<String>,
@@ -153,6 +169,9 @@ pub(crate) struct Inputs {
     pub(crate) run_timeout: u64,
     pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) context: Option<String>,
+    pub(crate) preflight: bool,
+    pub(crate) runtime_mlflow_version: Option<String>,
+    pub(crate) seldon_protocol: Option<String>,
 }
 
 /// Where MLflow's own client variables are read from; a function so tests need not touch the
@@ -168,6 +187,7 @@ impl Config {
         let mlflow = mlflow_config(s, env)?;
         let mut warnings = Vec::new();
         let deploy = deploy_config(s, env, &mlflow.url, &mut warnings)?;
+        let preflight = preflight_config(s, &deploy)?;
         if s.concurrency == 0 || s.concurrency > 256 {
             bail!(
                 "concurrency (M2S_CONCURRENCY) must be between 1 and 256, not {}",
@@ -180,6 +200,7 @@ impl Config {
         Ok(Config {
             mlflow,
             deploy,
+            preflight,
             kubeconfig: s.kubeconfig.clone(),
             kube_context: optional(&s.context),
             concurrency: s.concurrency,
@@ -309,6 +330,7 @@ fn deploy_config(
         Some(path) if !path.as_os_str().is_empty() => Some(Overlay::load(path, target)?),
         _ => None,
     };
+    let protocol = protocol(s, target, overlay.as_ref())?;
     Ok(DeployConfig {
         target,
         namespace,
@@ -324,6 +346,73 @@ fn deploy_config(
         aliases,
         mlflow_url: url.as_str().trim_end_matches('/').to_string(),
         write_back: false,
+        protocol,
+    })
+}
+
+/// `M2S_SELDON_PROTOCOL`: one of the target's protocols; refused on a target without any, and
+/// beside an overlay that sets `spec.protocol` itself.
+fn protocol(
+    s: &Inputs,
+    target: &dyn Target,
+    overlay: Option<&Overlay>,
+) -> Result<Option<Protocol>> {
+    let Some(raw) = optional(&s.seldon_protocol) else {
+        return Ok(None);
+    };
+    let known = target.protocols();
+    if known.is_empty() {
+        bail!(
+            "M2S_SELDON_PROTOCOL has no counterpart on target {} ({}): it chooses the server of a Seldon Core 1 SeldonDeployment; remove it",
+            target.id(),
+            target.resource().kind
+        );
+    }
+    let Some(protocol) = known.iter().find(|p| p.id().eq_ignore_ascii_case(&raw)) else {
+        let ids: Vec<&str> = known.iter().map(|p| p.id()).collect();
+        bail!(
+            "M2S_SELDON_PROTOCOL {raw:?} is not one of {}",
+            ids.join(", ")
+        );
+    };
+    if overlay.is_some_and(|o| o.get("/spec/protocol").is_some()) {
+        bail!("M2S_SELDON_PROTOCOL is set and the overlay (M2S_OVERLAY) sets spec.protocol too: set only M2S_SELDON_PROTOCOL");
+    }
+    Ok(Some(*protocol))
+}
+
+/// Preflight's settings: the runtime's MLflow is `M2S_RUNTIME_MLFLOW_VERSION`, else what the
+/// target's stack ships for the protocol the objects get (M2S_SELDON_PROTOCOL, or the
+/// overlay's `spec.protocol`).
+fn preflight_config(s: &Inputs, deploy: &DeployConfig) -> Result<PreflightConfig> {
+    if let Some(raw) = optional(&s.runtime_mlflow_version) {
+        let mlflow = MlflowVersion::parse(&raw)
+            .map_err(|e| anyhow::anyhow!("M2S_RUNTIME_MLFLOW_VERSION: {e}"))?;
+        return Ok(PreflightConfig {
+            enabled: s.preflight,
+            mlflow,
+            runtime: format!(
+                "the serving runtime with MLflow {mlflow} (M2S_RUNTIME_MLFLOW_VERSION)"
+            ),
+        });
+    }
+    let target = deploy.target;
+    let protocol = deploy.protocol.or_else(|| {
+        let written = deploy.overlay.as_ref()?.get("/spec/protocol")?.as_str()?;
+        // Seldon Core 1 serves MLFLOW_SERVER with MLServer for protocol v2 (and kfserving).
+        let v2 = matches!(written, "v2" | "kfserving");
+        target
+            .protocols()
+            .iter()
+            .copied()
+            .find(|p| (*p == Protocol::V2) == v2)
+    });
+    let runtime = target.runtime(protocol);
+    let mlflow = MlflowVersion::parse(runtime.mlflow).expect("targets name valid MLflow versions");
+    Ok(PreflightConfig {
+        enabled: s.preflight,
+        mlflow,
+        runtime: format!("{} with MLflow {}", runtime.server, runtime.mlflow),
     })
 }
 

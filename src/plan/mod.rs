@@ -111,6 +111,8 @@ pub(crate) struct Plan {
     pub(crate) managed: usize,
     /// UIDs of the objects left as they are because their entry cannot be deployed.
     pub(crate) held: BTreeMap<String, String>,
+    /// Why preflight checked none (or not all) of the versions to deploy, said once per run.
+    pub(crate) preflight_skipped: Option<String>,
 }
 
 impl Plan {

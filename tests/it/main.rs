@@ -24,6 +24,7 @@ mod feedback;
 mod flags;
 mod monitoring;
 mod plumbing;
+mod preflight;
 mod render;
 mod replicas;
 mod status;
