@@ -12,6 +12,7 @@ mod controllers;
 mod faults_support;
 mod monitoring_support;
 mod net_support;
+mod serving_support;
 mod webhook_support;
 
 // The suites.
@@ -27,6 +28,7 @@ mod plumbing;
 mod preflight;
 mod render;
 mod replicas;
+mod serving;
 mod status;
 mod sync;
 mod targets;
