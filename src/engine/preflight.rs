@@ -84,7 +84,9 @@ pub(crate) fn preflight(
     }
     let (proxied, direct): (Vec<&ToCheck>, Vec<&ToCheck>) =
         versions.values().partition(|v| v.path.is_some());
+    let before = clients.requests();
     let found = read_all(clients, config, &proxied)?;
+    let sent = clients.requests().since(before).mlflow;
     let mut refused: BTreeMap<Key, String> = BTreeMap::new();
     let (mut unread, mut why_not) = (0, None);
     for (v, f) in proxied.iter().zip(found) {
@@ -101,7 +103,7 @@ pub(crate) fn preflight(
         }
     }
     log::info!(
-        "preflight against {}: {} versions to deploy, {} checked, {} refused",
+        "preflight against {}: {} versions to deploy, {} checked, {} refused ({sent} MLflow requests)",
         config.preflight.runtime,
         versions.len(),
         proxied.len() - unread,

@@ -225,7 +225,7 @@ fn preflight_reads_one_mlmodel_per_version_to_deploy_and_none_on_a_noop() {
         "{reads:#?}"
     );
     assert!(
-        r.stderr.contains("preflight against seldonio/mlflowserver:1.18.2 with MLflow 2.22.5: 4 versions to deploy, 4 checked, 0 refused"),
+        r.stderr.contains("preflight against seldonio/mlflowserver:1.18.2 with MLflow 2.22.5: 4 versions to deploy, 4 checked, 0 refused (4 MLflow requests)"),
         "{}",
         r.stderr
     );
