@@ -119,11 +119,39 @@ pub(crate) fn refusal(model: &str, version: &str, runtime: &str, why: &str) -> S
     format!("preflight: {runtime} cannot load version {version} of model {model:?}: {why}")
 }
 
-/// The entry error of a version whose files are not where the object would point.
-pub(crate) fn missing(model: &str, version: &str, path: &str, uri: &str) -> String {
+/// The entry error of a version whose `MLmodel` is not where the object would point; `others`
+/// are the files that are there instead.
+pub(crate) fn missing(
+    model: &str,
+    version: &str,
+    path: &str,
+    uri: &str,
+    others: &[String],
+) -> String {
+    if others.is_empty() {
+        return format!(
+            "preflight: the files of version {version} of model {model:?} are missing: MLflow's artifact store has nothing under {path:?}, where the object would point ({uri}); log the model again, or point the stage or alias at a version whose files exist"
+        );
+    }
     format!(
-        "preflight: the files of version {version} of model {model:?} are missing: MLflow's artifact store has no MLmodel under {path:?}, where the object would point ({uri}); log the model again, or point the stage or alias at a version whose files exist"
+        "preflight: version {version} of model {model:?} is not an MLflow model: MLflow's artifact store has no MLmodel under {path:?}, where the object would point ({uri}), but {} (the runtime loads MLflow models); register the folder mlflow.<flavor>.log_model wrote, or point the stage or alias at another version",
+        first_names(others)
     )
+}
+
+/// "a, b, c and 4 more".
+fn first_names(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let shown = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 #[cfg(test)]

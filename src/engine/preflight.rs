@@ -152,7 +152,7 @@ fn read_one(clients: &Clients, config: &Config, v: &ToCheck) -> Result<Found> {
         .read_artifact(path, "MLmodel")
         .with_context(|| {
             format!(
-                "reading the MLmodel of version {} of model {:?} from MLflow (preflight); nothing was changed",
+                "reading the MLmodel of version {} of model {:?} from MLflow (preflight; M2S_PREFLIGHT=false turns it off); nothing was changed",
                 v.version, v.model
             )
         })?;
@@ -168,7 +168,9 @@ fn read_one(clients: &Clients, config: &Config, v: &ToCheck) -> Result<Found> {
                 )),
             }
         }
-        ArtifactFile::Missing => Found::Refused(missing(&v.model, &v.version, path, &v.uri)),
+        ArtifactFile::Missing(others) => {
+            Found::Refused(missing(&v.model, &v.version, path, &v.uri, &others))
+        }
         ArtifactFile::NotServed(why) => Found::NotServed(why),
     })
 }

@@ -24,8 +24,8 @@ const MAX_FILE: u64 = 1024 * 1024;
 pub(crate) enum ArtifactFile {
     /// The file's text.
     Found(String),
-    /// The proxy serves the folder, and the folder has no such file.
-    Missing,
+    /// The proxy serves the folder, and the folder has no such file; what it has instead.
+    Missing(Vec<String>),
     /// MLflow does not serve artifacts (why, in its words).
     NotServed(String),
 }
@@ -85,12 +85,13 @@ impl MlflowClient {
             Ok(listed) => listed,
             Err(refused) => return Ok(ArtifactFile::NotServed(not_served(&self.base, &refused))),
         };
-        if !listed
+        let names: Vec<String> = listed
             .files
-            .iter()
-            .any(|f| f.path.trim_matches('/') == name)
-        {
-            return Ok(ArtifactFile::Missing);
+            .into_iter()
+            .map(|f| f.path.trim_matches('/').to_string())
+            .collect();
+        if !names.iter().any(|n| n == name) {
+            return Ok(ArtifactFile::Missing(names));
         }
         // Listed, yet not handed over: read again as any other read is (retried on 5xx).
         let text = self

@@ -205,10 +205,23 @@ fn messages_name_model_version_runtime_and_fix() {
         "6",
         "1/models/m-1/artifacts",
         "s3://b/1/models/m-1/artifacts",
+        &[],
     );
     assert!(m.contains("version 6 of model \"iris\" are missing"), "{m}");
     assert!(
-        m.contains("\"1/models/m-1/artifacts\"") && m.contains("(s3://b/1/models/m-1/artifacts)"),
+        m.contains("has nothing under \"1/models/m-1/artifacts\""),
         "{m}"
     );
+    assert!(m.contains("(s3://b/1/models/m-1/artifacts)"), "{m}");
+    let files: Vec<String> = ["a.pkl", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let m = missing("iris", "7", "p", "s3://b/p", &files);
+    assert!(
+        m.contains("version 7 of model \"iris\" is not an MLflow model"),
+        "{m}"
+    );
+    assert!(m.contains("has no MLmodel under \"p\""), "{m}");
+    assert!(m.contains("but a.pkl, b, c and 2 more"), "{m}");
 }

@@ -168,7 +168,7 @@ fn a_version_the_runtime_cannot_load_is_refused_and_the_object_keeps_serving() {
     b.ml().stage(&model, &v3, "Production");
     let r = run_expect(b.m2s().arg("plan"), 1);
     assert!(
-        r.stdout.contains(&format!("preflight: the files of version 3 of model {model:?} are missing: MLflow's artifact store has no MLmodel under")),
+        r.stdout.contains(&format!("preflight: the files of version 3 of model {model:?} are missing: MLflow's artifact store has nothing under")),
         "{}",
         r.stdout
     );
@@ -447,4 +447,33 @@ fn seldon_protocol_v2_writes_the_protocol_and_preflights_mlserver_1_3_5() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_folder_without_an_mlmodel_is_refused_naming_what_is_there() {
+    let Some(b) = Bed::new("pf-nomodel") else {
+        return;
+    };
+    let model = format!("{}-raw", b.prefix);
+    b.ml().model(&model);
+    let ml = b.ml();
+    let (run_id, artifact_uri) = ml.run(&b.exp);
+    ml.put_artifact(&artifact_uri, "model/model.pkl", "not a model");
+    let v = ml.post(
+        "model-versions/create",
+        serde_json::json!({ "name": model, "source": format!("runs:/{run_id}/model"), "run_id": run_id }),
+    )["model_version"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ml.stage(&model, &v, "Production");
+    let r = run_expect(b.m2s().arg("sync"), 1);
+    assert!(
+        r.stdout.contains(&format!(
+            "preflight: version 1 of model {model:?} is not an MLflow model: MLflow's artifact store has no MLmodel under"
+        )) && r.stdout.contains("but model.pkl (the runtime loads MLflow models)"),
+        "{}",
+        r.stdout
+    );
+    assert!(b.sb.seldon_deployments(&b.ns).is_empty());
 }
