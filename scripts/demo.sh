@@ -8,7 +8,7 @@
 # Expects the sandbox environment (make sandbox-up) to be sourced.
 set -euo pipefail
 : "${M2S_SANDBOX_MLFLOW_URL:?run through make demo (the sandbox environment is missing)}"
-M2S="${M2S_BIN:-target/release/m2s}"
+M2S="${M2S_BIN:-${CARGO_TARGET_DIR:-target}/release/m2s}"
 TARGET="${TARGET:-seldon-v1}"
 case "$TARGET" in
   seldon-v1) RESOURCE=seldondeployments.machinelearning.seldon.io
