@@ -29,6 +29,31 @@ pub(crate) const ANN_VERSION_TAGS: &str = "m2s.io/version-tags";
 /// Hash of the overlay the object was rendered with (only when one is configured).
 pub(crate) const ANN_OVERLAY_HASH: &str = "m2s.io/overlay-hash";
 
+/// A progressive rollout in progress (`canary`) or aborted (`aborted`) on the object; absent
+/// otherwise. The object's `m2s.io/model-version` stays the stable version meanwhile.
+pub(crate) const ANN_ROLLOUT: &str = "m2s.io/rollout";
+/// The version being rolled out (or the one aborted).
+pub(crate) const ANN_CANARY_VERSION: &str = "m2s.io/canary-version";
+/// The rollout's steps, as the tag gave them (`10,50`).
+pub(crate) const ANN_CANARY_STEPS: &str = "m2s.io/canary-steps";
+/// The step being served, from 1.
+pub(crate) const ANN_CANARY_STEP: &str = "m2s.io/canary-step";
+/// When the step was written (RFC 3339).
+pub(crate) const ANN_CANARY_SINCE: &str = "m2s.io/canary-since";
+/// Where the files of the version being rolled out are (JSON of the `m2s.io/artifact-location`,
+/// `experiment-id`, `run-id`, `source` and `version-tags` its own object would carry), so that
+/// every run renders the step without asking MLflow.
+pub(crate) const ANN_CANARY_FILES: &str = "m2s.io/canary-files";
+/// Why a rollout was aborted.
+pub(crate) const ANN_CANARY_ABORTED: &str = "m2s.io/canary-aborted";
+/// On an object a rollout adds beside the one it rolls out (Seldon Core 2's canary Model): the
+/// name of that object.
+pub(crate) const ANN_CANARY_OF: &str = "m2s.io/canary-of";
+
+/// On an object while a progressive rollout is in progress on it (value `canary`), so that the
+/// receiver's leader finds the rollouts with one LIST, whichever run started them.
+pub(crate) const LABEL_ROLLOUT: &str = "m2s.io/rollout";
+
 /// Label selector of the objects one m2s instance owns.
 pub(crate) fn owned_selector(instance: &str) -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}={instance}")

@@ -43,6 +43,7 @@ mod mlflow;
 mod desired;
 mod plan;
 mod preflight;
+mod rollout;
 mod status;
 // 5. The engine.
 mod engine;

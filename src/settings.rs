@@ -1,6 +1,8 @@
 //! Per-model serving settings from MLflow tags (`m2s.replicas`, `m2s.memory`, …): the
 //! registered model's tag, overridden by the same tag on the version being deployed. Pure.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use crate::quantity::Quantity;
@@ -22,15 +24,23 @@ pub(crate) const TAG_MAX_REPLICAS: &str = "m2s.max-replicas";
 pub(crate) const TAG_CPU: &str = "m2s.cpu";
 pub(crate) const TAG_MEMORY: &str = "m2s.memory";
 pub(crate) const TAG_GPU: &str = "m2s.gpu";
+/// Progressive rollout: the traffic percents of the canary's steps (`10,50`).
+pub(crate) const TAG_CANARY: &str = "m2s.canary";
+/// How long each canary step must serve before the next (`30s`, `10m`, `1h`).
+pub(crate) const TAG_CANARY_INTERVAL: &str = "m2s.canary-interval";
 /// Every settings tag, in the order the README documents them.
-pub(crate) const SETTING_TAGS: [&str; 6] = [
+pub(crate) const SETTING_TAGS: [&str; 8] = [
     TAG_REPLICAS,
     TAG_CPU,
     TAG_MEMORY,
     TAG_GPU,
     TAG_MIN_REPLICAS,
     TAG_MAX_REPLICAS,
+    TAG_CANARY,
+    TAG_CANARY_INTERVAL,
 ];
+/// A canary step serves this long before the next unless `m2s.canary-interval` says otherwise.
+pub(crate) const DEFAULT_CANARY_INTERVAL: Duration = Duration::from_secs(600);
 /// Kubernetes keeps replica counts in an int32.
 const MAX_REPLICAS: u32 = i32::MAX as u32;
 
@@ -106,6 +116,8 @@ pub(crate) fn from_tags(
                     }
                     s.gpu = Some(q);
                 }
+                // Read by canary_from_tags.
+                TAG_CANARY | TAG_CANARY_INTERVAL => {}
                 other => {
                     return Err(format!(
                         "unknown tag {other:?} on {on} (m2s's tags: {})",
@@ -128,6 +140,91 @@ pub(crate) fn from_tags(
         ));
     }
     Ok(s)
+}
+
+/// A progressive rollout's steps: the canary's traffic percents, each step serving `interval`
+/// before the next; 100 is the implied last step (promotion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CanarySettings {
+    pub(crate) steps: Vec<u8>,
+    pub(crate) interval: Duration,
+}
+
+/// The rollout of `model`'s version `version` from its tags (the version's win, as for every
+/// setting): `None` without `m2s.canary`. A bad value is an error naming the tag, where it is
+/// set, the model and the value.
+pub(crate) fn canary_from_tags(
+    model: &str,
+    version: &str,
+    model_tags: &[Tag],
+    version_tags: &[Tag],
+) -> Result<Option<CanarySettings>, String> {
+    let mut steps: Option<Vec<u8>> = None;
+    let mut interval = DEFAULT_CANARY_INTERVAL;
+    for (tags, on) in [
+        (model_tags, format!("registered model {model:?}")),
+        (
+            version_tags,
+            format!("version {version} of model {model:?}"),
+        ),
+    ] {
+        for tag in tags {
+            let fail = |why: String| format!("tag {}={:?} on {on}: {why}", tag.key, tag.value);
+            match tag.key.as_str() {
+                TAG_CANARY => steps = Some(canary_steps(tag.value.trim()).map_err(fail)?),
+                TAG_CANARY_INTERVAL => {
+                    interval = parse_duration(tag.value.trim()).map_err(fail)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(steps.map(|steps| CanarySettings { steps, interval }))
+}
+
+/// `10,50`: increasing percents between 1 and 99.
+fn canary_steps(value: &str) -> Result<Vec<u8>, String> {
+    let mut steps: Vec<u8> = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        let p: u8 = part
+            .parse()
+            .ok()
+            .filter(|p| (1..=99).contains(p))
+            .ok_or_else(|| {
+                format!("{part:?} is not a percent between 1 and 99 (write the steps as 10,50; 100 is the last, implied)")
+            })?;
+        if steps.last().is_some_and(|last| *last >= p) {
+            return Err(format!(
+                "the steps must increase ({p} after {})",
+                steps.last().unwrap()
+            ));
+        }
+        steps.push(p);
+    }
+    Ok(steps)
+}
+
+/// `30s`, `10m`, `1h` (`0s` allowed).
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(format!(
+                "{value:?} is not a duration such as 30s, 10m or 1h"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn replicas(value: &str) -> Result<u32, String> {

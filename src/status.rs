@@ -5,6 +5,7 @@
 use crate::desired::{Entry, EntryError, Selector};
 use crate::k8s::ListedObject;
 use crate::plan::{ObjectRef, Verdict};
+use crate::rollout::RolloutState;
 use crate::targets::Readiness;
 
 /// One managed object: what it serves, how it is doing, how it compares with the registry.
@@ -18,6 +19,8 @@ pub(crate) struct ObjectState {
     pub(crate) created: Option<String>,
     pub(crate) readiness: Readiness,
     pub(crate) verdict: Verdict,
+    /// A progressive rollout's record on it.
+    pub(crate) rollout: RolloutState,
 }
 
 impl ObjectState {
@@ -36,6 +39,7 @@ impl ObjectState {
             created,
             readiness,
             verdict,
+            rollout: RolloutState::of(&a.annotations),
         }
     }
 }

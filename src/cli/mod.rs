@@ -440,6 +440,16 @@ pub(crate) struct GlobalArgs {
         default_value_t = 16
     )]
     pub(crate) concurrency: usize,
+    /// A canary step whose new version is not Available within this is aborted (progressive
+    /// rollout, the m2s.canary tag): 90s, 15m, 1h.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "M2S_CANARY_DEADLINE",
+        default_value = "15m"
+    )]
+    pub(crate) canary_deadline: String,
     /// Timeout of each network request, in seconds.
     #[arg(
         long,

@@ -80,6 +80,7 @@ fn inputs(g: GlobalArgs) -> Inputs {
         concurrency: g.concurrency,
         request_timeout: g.request_timeout,
         run_timeout: g.run_timeout,
+        canary_deadline: g.canary_deadline,
         kubeconfig: g.kubeconfig,
         context: g.context,
         preflight: g.preflight,

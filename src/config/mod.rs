@@ -122,6 +122,9 @@ impl DeployConfig {
     }
 }
 
+/// A canary step not Available within this is aborted, unless `M2S_CANARY_DEADLINE` says.
+pub(crate) const DEFAULT_CANARY_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) mlflow: MlflowConfig,
@@ -133,6 +136,8 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) run_timeout: Duration,
+    /// A canary step not Available within this is aborted (`M2S_CANARY_DEADLINE`).
+    pub(crate) canary_deadline: Duration,
     /// Deprecated settings that were used, with what to use instead (logged at start).
     pub(crate) warnings: Vec<String>,
 }
@@ -158,6 +163,7 @@ pub(crate) struct Inputs {
     pub(crate) concurrency: usize,
     pub(crate) request_timeout: u64,
     pub(crate) run_timeout: u64,
+    pub(crate) canary_deadline: String,
     pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) context: Option<String>,
     pub(crate) preflight: bool,
@@ -188,6 +194,15 @@ impl Config {
         if s.request_timeout == 0 || s.run_timeout == 0 {
             bail!("M2S_REQUEST_TIMEOUT and M2S_RUN_TIMEOUT must be at least 1 second");
         }
+        let canary_deadline = match s.canary_deadline.trim() {
+            "" => DEFAULT_CANARY_DEADLINE,
+            d => crate::settings::parse_duration(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!("M2S_CANARY_DEADLINE (--canary-deadline) {d:?} is not a duration above zero such as 90s, 15m or 1h")
+                })?,
+        };
         Ok(Config {
             mlflow,
             deploy,
@@ -197,6 +212,7 @@ impl Config {
             concurrency: s.concurrency,
             request_timeout: Duration::from_secs(s.request_timeout),
             run_timeout: Duration::from_secs(s.run_timeout),
+            canary_deadline,
             warnings,
         })
     }

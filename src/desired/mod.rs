@@ -371,10 +371,61 @@ pub(crate) fn entries(
 }
 
 /// What a listed object recorded about the version it serves.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Recorded {
     pub(crate) location: ArtifactLocation,
     /// The version's `m2s.*` tags it was rendered with.
     pub(crate) version_tags: Vec<Tag>,
+}
+
+/// The annotations that say where an object's files are (what [`recorded_files`] reads).
+pub(crate) const FILE_ANNOTATIONS: [&str; 5] = [
+    ANN_ARTIFACT_LOCATION,
+    ANN_EXPERIMENT_ID,
+    ANN_RUN_ID,
+    ANN_SOURCE,
+    ANN_VERSION_TAGS,
+];
+
+/// What `annotations` record of the version an object serves, whatever the registry asks for
+/// now: its number, source and run, where its files are and the tags it was rendered with (a
+/// rollout renders its stable version, and its canary, from these).
+pub(crate) fn recorded_files(
+    annotations: &BTreeMap<String, String>,
+) -> Option<(EntryVersion, Recorded)> {
+    let get = |k: &str| annotations.get(k).map(String::as_str);
+    let recorded = recorded_location(annotations)?;
+    let version = EntryVersion {
+        version: get(ANN_MODEL_VERSION)?.into(),
+        source: get(ANN_SOURCE).map(Into::into),
+        run_id: get(ANN_RUN_ID).map(Into::into),
+        status: None,
+        tags: recorded.version_tags.clone().into(),
+    };
+    Some((version, recorded))
+}
+
+/// Where the files recorded in `annotations` ([`FILE_ANNOTATIONS`]) are, and the version tags.
+pub(crate) fn recorded_location(annotations: &BTreeMap<String, String>) -> Option<Recorded> {
+    let get = |k: &str| annotations.get(k).map(String::as_str);
+    Some(Recorded {
+        location: ArtifactLocation {
+            uri: get(ANN_ARTIFACT_LOCATION)?.to_string(),
+            experiment_id: get(ANN_EXPERIMENT_ID).map(String::from),
+            run_id: get(ANN_RUN_ID).map(String::from),
+        },
+        version_tags: recorded_tags(get(ANN_VERSION_TAGS)),
+    })
+}
+
+fn recorded_tags(json: Option<&str>) -> Vec<Tag> {
+    json.and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
+        .map(|m| {
+            m.into_iter()
+                .map(|(key, value)| Tag { key, value })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The location (and version tags) recorded on an object m2s wrote for the same version, so
@@ -396,14 +447,7 @@ pub(crate) fn recorded(entry: &Entry, annotations: &BTreeMap<String, String>) ->
     let version_tags = if entry.version_known() {
         entry.version.tags.to_vec()
     } else {
-        get(ANN_VERSION_TAGS)
-            .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
-            .map(|m| {
-                m.into_iter()
-                    .map(|(key, value)| Tag { key, value })
-                    .collect()
-            })
-            .unwrap_or_default()
+        recorded_tags(get(ANN_VERSION_TAGS))
     };
     Some(Recorded {
         location: ArtifactLocation {

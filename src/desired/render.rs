@@ -69,6 +69,13 @@ pub(crate) fn render(
     let values = setting_values(&settings, &platform);
     apply_settings(target, &mut object, &values, |s| origin(entry, s, cfg))?;
     target.finish(&mut object, &settings)?;
+    // A bad m2s.canary is the entry's error whether or not a rollout is due.
+    settings::canary_from_tags(
+        &entry.model.name,
+        &entry.version.version,
+        &entry.model.tags,
+        version_tags,
+    )?;
 
     let annotations = m2s_annotations(entry, location, &uri, version_tags, cfg);
     let object = assemble(entry, object, annotations, cfg);

@@ -2,23 +2,23 @@
 //! asked, wait for the written objects and write their state back to MLflow. The result is a
 //! [`SyncOutcome`]: exit codes, metrics, logs and Events read it, nothing parses strings.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::{stream, StreamExt};
 
-use super::after::{wait_for, write_back, WriteBackOutcome};
+use super::after::{wait_for, write_back};
+pub(crate) use super::outcome::{not_available, Failure, SyncOutcome, SyncResult, LISTED};
+use super::rollout;
 use super::wait::{Tracker, WaitOutcome};
-use super::{Prepared, Requests};
+use super::Prepared;
 use crate::config::Config;
 use crate::desired::render;
 use crate::k8s::{Applied, Note, Reason, Recorder};
+use crate::plan::rollout::RolloutKind;
 use crate::plan::{describe, Action, Change};
 use crate::targets::{readiness_of, Readiness, Resource};
-
-/// Error lines that list objects name at most this many, then say how many more.
-pub(crate) const LISTED: usize = 10;
+use k8s_openapi::jiff::Timestamp;
 
 /// What a sync does beyond applying.
 #[derive(Debug, Clone, Default)]
@@ -53,170 +53,6 @@ pub(crate) struct Unwatched;
 
 impl SyncView for Unwatched {}
 
-/// A change that could not be written.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub(crate) action: Action,
-    pub(crate) name: Arc<str>,
-    pub(crate) error: String,
-}
-
-/// What a sync came to, in kinds m2s counts and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum SyncResult {
-    Ok,
-    /// Entries the registry asks for that cannot be deployed (their objects are left alone).
-    NotDeployable,
-    /// Written objects that did not become Available in time (`--wait`).
-    NotAvailable,
-    /// Tag writes to MLflow refused (the Kubernetes side is done).
-    WriteBackFailed,
-    /// Changes not written.
-    ApplyFailed,
-}
-
-impl SyncResult {
-    /// The `result` label of the receiver's metrics and logs.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            SyncResult::Ok => "ok",
-            SyncResult::NotDeployable => "not_deployable",
-            SyncResult::NotAvailable => "not_available",
-            SyncResult::WriteBackFailed => "write_back_failed",
-            SyncResult::ApplyFailed => "failed",
-        }
-    }
-}
-
-/// What the writes of one sync did.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SyncOutcome {
-    pub(crate) dry_run: bool,
-    pub(crate) created: usize,
-    pub(crate) updated: usize,
-    pub(crate) deleted: usize,
-    pub(crate) unchanged: usize,
-    /// Changes planned (written or failed).
-    pub(crate) changes: usize,
-    pub(crate) failures: Vec<Failure>,
-    pub(crate) not_deployable: usize,
-    /// `--wait`'s result, when it waited for something.
-    pub(crate) wait: Option<WaitOutcome>,
-    /// Write-back's result, when it ran.
-    pub(crate) write_back: Option<WriteBackOutcome>,
-    pub(crate) requests: Requests,
-}
-
-impl SyncOutcome {
-    /// Every kind of problem this sync had, the worst last; `[Ok]` when none.
-    pub(crate) fn results(&self) -> Vec<SyncResult> {
-        let mut results = Vec::new();
-        if self.not_deployable > 0 {
-            results.push(SyncResult::NotDeployable);
-        }
-        if self.wait.as_ref().is_some_and(|w| !w.succeeded()) {
-            results.push(SyncResult::NotAvailable);
-        }
-        if self
-            .write_back
-            .as_ref()
-            .is_some_and(|w| !w.failures.is_empty())
-        {
-            results.push(SyncResult::WriteBackFailed);
-        }
-        if !self.failures.is_empty() {
-            results.push(SyncResult::ApplyFailed);
-        }
-        if results.is_empty() {
-            results.push(SyncResult::Ok);
-        }
-        results
-    }
-
-    /// The worst of [`results`](SyncOutcome::results).
-    pub(crate) fn result(&self) -> SyncResult {
-        *self.results().last().expect("at least Ok")
-    }
-
-    /// Each problem in words, objects listed up to [`LISTED`] (with how many more).
-    pub(crate) fn problems(&self, kind: Resource) -> Vec<String> {
-        let mut problems = Vec::new();
-        if !self.failures.is_empty() {
-            let n = self.changes;
-            problems.push(format!(
-                "{} of {n} {} failed: {}",
-                self.failures.len(),
-                if n == 1 { "change" } else { "changes" },
-                first_of(
-                    self.failures
-                        .iter()
-                        .map(|f| format!("{}: {}", f.name, f.error)),
-                    self.failures.len(),
-                    "; "
-                )
-            ));
-        }
-        if let Some(w) = self.wait.as_ref().filter(|w| !w.succeeded()) {
-            problems.push(not_available(w, kind));
-        }
-        if let Some(w) = self.write_back.as_ref().filter(|w| !w.failures.is_empty()) {
-            problems.push(format!(
-                "write-back: {} of {} tag writes refused (the Kubernetes objects are as applied): {}",
-                w.failures.len(),
-                w.failures.len() + w.set + w.deleted,
-                first_of(w.failures.iter().cloned(), w.failures.len(), "; ")
-            ));
-        }
-        if self.not_deployable > 0 {
-            let n = self.not_deployable;
-            problems.push(format!(
-                "{n} registry {} cannot be deployed (listed above)",
-                if n == 1 { "entry" } else { "entries" }
-            ));
-        }
-        problems
-    }
-}
-
-/// The first [`LISTED`] of `items` joined with `sep`, and how many more there are.
-pub(crate) fn first_of(items: impl Iterator<Item = String>, total: usize, sep: &str) -> String {
-    let shown: Vec<String> = items.take(LISTED).collect();
-    let more = total.saturating_sub(shown.len());
-    let list = shown.join(sep);
-    if more > 0 {
-        format!("{list}{sep}and {more} more")
-    } else {
-        list
-    }
-}
-
-/// `--wait`'s problem, naming each object that failed or was not ready in time.
-pub(crate) fn not_available(w: &WaitOutcome, kind: Resource) -> String {
-    let failed = w
-        .failed
-        .iter()
-        .map(|(name, message)| format!("{name} is Failed ({message})"));
-    let slow = w.not_ready.iter().map(|(name, r)| {
-        let why = r
-            .message
-            .as_ref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default();
-        format!(
-            "{name} is still {}{why} after {}s (--wait-timeout)",
-            r.state,
-            w.timeout.as_secs()
-        )
-    });
-    let bad = w.failed.len() + w.not_ready.len();
-    let all = bad + w.available.len();
-    format!(
-        "{bad} of {} not Available: {}",
-        kind.count(all),
-        first_of(failed.chain(slow), bad, "; ")
-    )
-}
-
 /// What applying one change did.
 pub(super) struct Applying {
     /// Index into the plan's changes.
@@ -228,6 +64,8 @@ pub(super) struct Applying {
 }
 
 pub(super) struct Written {
+    /// The object waited for, when not the change's own (a rollout's canary object).
+    pub(super) name: Option<String>,
     pub(super) generation: Option<i64>,
     pub(super) readiness: Readiness,
 }
@@ -311,7 +149,8 @@ fn written_objects(prepared: &Prepared, applied: &[Applying]) -> Tracker {
     for a in applied {
         let change = &prepared.plan.changes[a.change];
         if let (Some(w), Action::Create | Action::Update) = (&a.written, change.action) {
-            tracker.add(&change.name, w.generation, w.readiness.clone());
+            let name = w.name.as_deref().unwrap_or(&change.name);
+            tracker.add(name, w.generation, w.readiness.clone());
         }
     }
     tracker
@@ -331,15 +170,18 @@ fn plan_line(prepared: &Prepared, change: &Change) -> String {
 }
 
 /// Writes one change: the body of a create or update is rendered now, so no more than
-/// `concurrency` bodies exist at once.
+/// `concurrency` bodies exist at once. A rollout's step writes its canary objects first; the
+/// canary objects of a rollout the change ends go after it. Returns what was written of the
+/// object `--wait` follows.
 async fn write_change(
     prepared: &Prepared<'_>,
     config: &Config,
     change: &Change,
     dry_run: bool,
-) -> Result<Option<Applied>> {
+) -> Result<Option<(Option<String>, Applied)>> {
     let kube = &prepared.clients.kube;
-    match change.action {
+    let deploy = &config.deploy;
+    let written = match change.action {
         Action::Create | Action::Update => {
             let entry = change
                 .entry(&prepared.registry)
@@ -348,27 +190,54 @@ async fn write_change(
                 .resolved
                 .as_ref()
                 .context("a change without its location")?;
-            let desired = render(
-                entry,
-                &resolved.location,
-                &resolved.version_tags,
-                &config.deploy,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let (main, companions) = match &change.rollout {
+                Some(r) => {
+                    let b = rollout::bodies(r, entry, resolved, deploy, Timestamp::now())
+                        .map_err(anyhow::Error::msg)?;
+                    (b.main, b.companions)
+                }
+                None => {
+                    let desired = render(entry, &resolved.location, &resolved.version_tags, deploy)
+                        .map_err(anyhow::Error::msg)?;
+                    (desired.object, Vec::new())
+                }
+            };
+            let companions =
+                rollout::apply_companions(kube, companions, &deploy.instance, dry_run).await?;
             let rv = change.resource_version();
-            kube.apply(&change.name, rv, desired.object, dry_run)
-                .await
-                .map(Some)
+            let applied = kube.apply(&change.name, rv, main, dry_run).await?;
+            Some(match rollout::waited_name(change, deploy) {
+                Some(name) => {
+                    let canary = companions.into_iter().find(|(n, _)| *n == name);
+                    (Some(name), canary.map_or(applied, |(_, a)| a))
+                }
+                None => (None, applied),
+            })
         }
-        Action::Delete => kube
-            .delete(
+        Action::Delete => {
+            kube.delete(
                 &change.name,
                 change.uid(),
                 change.resource_version(),
                 dry_run,
             )
-            .await
-            .map(|()| None),
+            .await?;
+            None
+        }
+    };
+    rollout::delete_companions(kube, &change.cleanup, &deploy.instance, dry_run).await?;
+    Ok(written)
+}
+
+/// The Event of a change that was written.
+fn reason_of(change: &Change) -> Reason {
+    match (change.action, change.rollout.as_ref().map(|r| &r.kind)) {
+        (_, Some(RolloutKind::Step { .. })) => Reason::RolloutStep,
+        (_, Some(RolloutKind::Promote)) => Reason::RolloutPromoted,
+        (_, Some(RolloutKind::Abort { .. })) => Reason::RolloutAborted,
+        (Action::Create, _) => Reason::Created,
+        (Action::Update, _) => Reason::Updated,
+        (Action::Delete, _) => Reason::Deleted,
     }
 }
 
@@ -389,11 +258,12 @@ fn write_all(
         stream::iter(changes)
             .map(|(i, change)| async move {
                 let result = write_change(prepared, config, change, dry_run).await;
-                let (action, reason) = match change.action {
-                    Action::Create => ("Create", Reason::Created),
-                    Action::Update => ("Update", Reason::Updated),
-                    Action::Delete => ("Delete", Reason::Deleted),
+                let action = match change.action {
+                    Action::Create => "Create",
+                    Action::Update => "Update",
+                    Action::Delete => "Delete",
                 };
+                let reason = reason_of(change);
                 let line = plan_line(prepared, change);
                 let (reason, note, uid) = match &result {
                     Ok(applied) => {
@@ -404,7 +274,10 @@ fn write_all(
                             change.name,
                             change.reason
                         );
-                        let uid = applied.as_ref().and_then(|a| a.uid.clone());
+                        let uid = applied
+                            .as_ref()
+                            .filter(|(other, _)| other.is_none())
+                            .and_then(|(_, a)| a.uid.clone());
                         (reason, line, uid.or_else(|| change.uid().map(String::from)))
                     }
                     Err(e) => {
@@ -426,7 +299,8 @@ fn write_all(
                     Err(e) => (Some(format!("{e:#}")), None),
                     Ok(applied) => (
                         None,
-                        applied.filter(|_| keep).map(|a| Written {
+                        applied.filter(|_| keep).map(|(name, a)| Written {
+                            name,
                             readiness: readiness_of(target, a.generation, &a.status),
                             generation: a.generation,
                         }),
@@ -471,6 +345,3 @@ fn record_not_deployable(prepared: &Prepared, config: &Config, recorder: &Record
             .collect::<Vec<()>>(),
     );
 }
-
-#[cfg(test)]
-mod tests;

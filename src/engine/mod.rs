@@ -6,7 +6,9 @@
 
 mod after;
 pub(crate) mod apply;
+mod outcome;
 mod preflight;
+mod rollout;
 pub(crate) mod scoped;
 pub(crate) mod wait;
 pub(crate) mod writeback;
@@ -23,8 +25,10 @@ use crate::desired::{EntryError, Registry, RegistryBuilder};
 use crate::k8s::{self, Kube};
 use crate::mlflow::MlflowClient;
 use crate::plan::{self, check_deletion_guard, Action, Change, Found, Observer, Plan};
+use crate::rollout::Clock;
 use crate::status::{EntryRef, ObjectState, StatusReport};
 use crate::targets::readiness_of;
+use k8s_openapi::jiff::Timestamp;
 
 /// What one sync reads and may write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +369,11 @@ pub(crate) fn prepare<'c>(
         .resolve_all(versions)
         .context("reading model versions from MLflow; nothing was changed")?;
     drop(to_resolve);
-    let mut plan = plan::compute(&registry, observer, resolved, &config.deploy);
+    let clock = Clock {
+        now: Timestamp::now(),
+        deadline: config.canary_deadline,
+    };
+    let mut plan = plan::compute(&registry, observer, resolved, &config.deploy, clock);
     let taken = match taken {
         Some(taken) => taken,
         None => foreign_names(clients, &plan, config)?,

@@ -14,7 +14,7 @@ use crate::artifacts::proxied_path;
 use crate::config::Config;
 use crate::desired::{EntryError, Registry};
 use crate::mlflow::{parallel_map, ArtifactFile};
-use crate::plan::{Action, Change, Plan, Verdict};
+use crate::plan::{Action, Change, Plan, RolloutKind, Verdict};
 use crate::preflight::{check, missing, parse_mlmodel, refusal};
 use crate::status::ObjectState;
 
@@ -38,11 +38,17 @@ enum Found {
     NotServed(String),
 }
 
-/// The version `c` deploys, when it deploys one: a create, or an update of an object that
-/// serves another version (or another model's). Updates of settings alone are not checked.
+/// The version `c` deploys, when it deploys one: a create, an update of an object that serves
+/// another version (or another model's), or the first step of a progressive rollout (its
+/// canary version takes traffic; later steps and the promotion deploy the version checked then,
+/// an abort or a clean-up the one that serves). Updates of settings alone are not checked.
 fn deployed(c: &Change, registry: &Registry) -> Option<Key> {
     let entry = c.entry(registry)?;
     let key = (entry.model.name.clone(), entry.version.version.to_string());
+    if let Some(r) = &c.rollout {
+        return matches!(r.kind, RolloutKind::Step { step: 1, .. })
+            .then(|| (key.0, r.canary_version.clone()));
+    }
     match c.action {
         Action::Create => Some(key),
         Action::Update => {

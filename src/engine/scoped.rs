@@ -50,6 +50,14 @@ pub(crate) fn candidate_names(
     );
     names.extend(registry.entries.iter().map(|e| e.name.to_string()));
     names.extend(registry.errors.iter().map(|e| e.name.clone()));
+    // The canary objects a progressive rollout of each adds (Seldon Core 2).
+    if let Some(split) = target.traffic_split() {
+        let canaries: Vec<String> = names
+            .iter()
+            .filter_map(|n| split.canary_object(n))
+            .collect();
+        names.extend(canaries);
+    }
     names
 }
 

@@ -11,7 +11,9 @@ use super::after::WriteBackOutcome;
 use crate::desired::Registry;
 use crate::keys::{write_back_key, write_back_object, write_back_prefix};
 use crate::mlflow::{parallel_map, MlflowClient};
-use crate::plan::{Action, Plan};
+use crate::plan::rollout::RolloutKind;
+use crate::plan::{Action, Change, Plan, Verdict};
+use crate::rollout::RolloutState;
 use crate::settings::Tag;
 use crate::status::ObjectState;
 use crate::targets::Readiness;
@@ -26,6 +28,9 @@ pub(crate) struct Served {
     pub(crate) model: String,
     pub(crate) version: String,
     pub(crate) readiness: Readiness,
+    /// The state a progressive rollout gives the version instead of its readiness: `canary`
+    /// (it takes part of the traffic), `aborted` (its rollout was aborted).
+    pub(crate) note: Option<&'static str>,
 }
 
 /// A version an object served before the run and no longer does (moved or deleted).
@@ -60,6 +65,18 @@ pub(crate) fn after_run(
     listed: Vec<ObjectState>,
     applied: &[(usize, Readiness)],
 ) -> (Vec<Served>, Vec<Left>) {
+    // A rollout's canary objects are part of the object they roll out: no tags of their own.
+    let listed: Vec<ObjectState> = listed
+        .into_iter()
+        .filter(|o| o.verdict != Verdict::Canary)
+        .collect();
+    let mut extra: BTreeMap<String, Served> = listed
+        .iter()
+        .filter_map(|o| {
+            let model = o.model.clone()?;
+            rollout_served(&o.name, &model, &o.rollout).map(|s| (o.name.clone(), s))
+        })
+        .collect();
     let mut served: BTreeMap<String, Served> = listed
         .into_iter()
         .filter_map(|o| {
@@ -70,6 +87,7 @@ pub(crate) fn after_run(
                     model: o.model?,
                     version: o.version?,
                     readiness: o.readiness,
+                    note: None,
                 },
             ))
         })
@@ -77,18 +95,35 @@ pub(crate) fn after_run(
     let mut left = Vec::new();
     for (i, readiness) in applied {
         let change = &plan.changes[*i];
-        let before = served.remove(&*change.name);
-        let now = change.entry(registry).map(|e| Served {
-            name: change.name.to_string(),
-            model: e.model.name.clone(),
-            version: e.version.version.to_string(),
-            readiness: readiness.clone(),
-        });
-        if let Some(b) = before {
-            let moved = now
-                .as_ref()
-                .is_none_or(|n| (&n.model, &n.version) != (&b.model, &b.version));
-            if moved {
+        if matches!(
+            change.rollout.as_deref().map(|r| &r.kind),
+            Some(RolloutKind::Cleanup { .. })
+        ) {
+            continue;
+        }
+        let before = [served.remove(&*change.name), extra.remove(&*change.name)];
+        let (now, now_extra) = match change.entry(registry) {
+            Some(e) if change.action != Action::Delete => {
+                let (version, rollout) = after_change(change, e.version.version.to_string());
+                let model = e.model.name.clone();
+                let now = Served {
+                    name: change.name.to_string(),
+                    model: model.clone(),
+                    version,
+                    readiness: readiness.clone(),
+                    note: None,
+                };
+                (Some(now), rollout_served(&change.name, &model, &rollout))
+            }
+            _ => (None, None),
+        };
+        let serving: Vec<(&String, &String)> = [&now, &now_extra]
+            .into_iter()
+            .flatten()
+            .map(|n| (&n.model, &n.version))
+            .collect();
+        for b in before.into_iter().flatten() {
+            if !serving.contains(&(&b.model, &b.version)) {
                 left.push(Left {
                     name: b.name,
                     model: b.model,
@@ -96,11 +131,59 @@ pub(crate) fn after_run(
                 });
             }
         }
-        if let (Some(n), true) = (now, change.action != Action::Delete) {
+        if let Some(n) = now {
             served.insert(n.name.clone(), n);
         }
+        if let Some(x) = now_extra {
+            extra.insert(x.name.clone(), x);
+        }
     }
-    (served.into_values().collect(), left)
+    let mut all: Vec<Served> = served.into_values().collect();
+    all.extend(extra.into_values());
+    (all, left)
+}
+
+/// The version a change leaves its object serving, and the rollout it records.
+fn after_change(change: &Change, wanted: String) -> (String, RolloutState) {
+    let Some(r) = change.rollout.as_deref() else {
+        return (wanted, RolloutState::None);
+    };
+    match &r.kind {
+        RolloutKind::Step { step, steps } => (
+            r.stable_version.clone(),
+            RolloutState::InProgress {
+                version: r.canary_version.clone(),
+                steps: steps.clone(),
+                step: *step,
+                since: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            },
+        ),
+        RolloutKind::Abort { why, record: true } => (
+            r.stable_version.clone(),
+            RolloutState::Aborted {
+                version: r.canary_version.clone(),
+                why: why.clone(),
+            },
+        ),
+        RolloutKind::Abort { .. } => (r.stable_version.clone(), RolloutState::None),
+        _ => (wanted, RolloutState::None),
+    }
+}
+
+/// The second version an object in a rollout has tags on: the canary's, or the aborted one.
+fn rollout_served(name: &str, model: &str, rollout: &RolloutState) -> Option<Served> {
+    let (version, note) = match rollout {
+        RolloutState::None => return None,
+        RolloutState::InProgress { version, .. } => (version, "canary"),
+        RolloutState::Aborted { version, .. } => (version, "aborted"),
+    };
+    Some(Served {
+        name: name.to_string(),
+        model: model.to_string(),
+        version: version.clone(),
+        readiness: Readiness::pending(),
+        note: Some(note),
+    })
 }
 
 /// The objects whose tags write-back keeps in line.
@@ -152,11 +235,11 @@ pub(crate) fn tag_writes(
         let tags = desired
             .entry((s.model.clone(), s.version.clone()))
             .or_default();
-        tags.insert(
-            write_back_key(namespace, &s.name, "state"),
-            s.readiness.state.to_string(),
-        );
-        if let Some(url) = &s.readiness.url {
+        let state = s
+            .note
+            .map_or_else(|| s.readiness.state.to_string(), String::from);
+        tags.insert(write_back_key(namespace, &s.name, "state"), state);
+        if let (Some(url), None) = (&s.readiness.url, s.note) {
             tags.insert(write_back_key(namespace, &s.name, "url"), url.clone());
         }
     }

@@ -28,6 +28,12 @@ pub(crate) enum Reason {
     Deleted,
     ApplyFailed,
     NotDeployable,
+    /// A progressive rollout's step was written.
+    RolloutStep,
+    /// A progressive rollout ended with the new version serving alone.
+    RolloutPromoted,
+    /// A progressive rollout ended with the stable version serving alone again.
+    RolloutAborted,
 }
 
 impl Reason {
@@ -38,6 +44,9 @@ impl Reason {
             Reason::Deleted => "Deleted",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::NotDeployable => "NotDeployable",
+            Reason::RolloutStep => "RolloutStep",
+            Reason::RolloutPromoted => "RolloutPromoted",
+            Reason::RolloutAborted => "RolloutAborted",
         }
     }
     /// How the log says it.
@@ -48,10 +57,16 @@ impl Reason {
             Reason::Deleted => "deleted",
             Reason::ApplyFailed => "failed",
             Reason::NotDeployable => "not deployable",
+            Reason::RolloutStep => "rolled out a step",
+            Reason::RolloutPromoted => "promoted",
+            Reason::RolloutAborted => "aborted the rollout of",
         }
     }
     fn warning(self) -> bool {
-        matches!(self, Reason::ApplyFailed | Reason::NotDeployable)
+        matches!(
+            self,
+            Reason::ApplyFailed | Reason::NotDeployable | Reason::RolloutAborted
+        )
     }
 }
 

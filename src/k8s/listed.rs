@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use kube::api::DynamicObject;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+/// A status as the server sent it, unparsed: a plain sync never parses one; the plan parses
+/// the few it needs (objects in a progressive rollout).
+pub(crate) type RawStatus = Option<Box<RawValue>>;
+
 /// An object in the cluster that carries m2s's labels, as listed (or read by name): its
-/// identity, labels, annotations and spec.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// identity, labels, annotations, spec, and its status unparsed.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ListedObject {
     pub(crate) name: String,
     pub(crate) uid: Option<String>,
@@ -18,16 +23,27 @@ pub(crate) struct ListedObject {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) annotations: BTreeMap<String, String>,
     pub(crate) spec: Value,
+    pub(crate) generation: Option<i64>,
+    pub(crate) status: RawStatus,
 }
 
 impl ListedObject {
     pub(crate) fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
     }
+
+    /// The status, parsed (`Null` when there is none, or it does not parse).
+    pub(crate) fn status(&self) -> Value {
+        self.status
+            .as_ref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default()
+    }
 }
 
-/// A listed object as parsed: the fields m2s reads, nothing else. `S` is its status, skipped unread
-/// (`IgnoredAny`) unless the caller asks for readiness: a plain sync never parses a status.
+/// A listed object as parsed: the fields m2s reads, nothing else. `S` is its status: kept
+/// unparsed ([`RawStatus`]) by a sync, parsed by `status` and write-back, skipped (`IgnoredAny`)
+/// where nobody reads it.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Listed<S = IgnoredAny> {
     #[serde(default)]
@@ -105,8 +121,9 @@ impl Applied {
     }
 }
 
-impl<S> From<Listed<S>> for ListedObject {
-    fn from(o: Listed<S>) -> ListedObject {
+impl ListedObject {
+    /// `o` with `status`.
+    pub(super) fn with_status<S>(o: Listed<S>, status: RawStatus) -> ListedObject {
         let meta = o.metadata;
         ListedObject {
             name: meta.name.unwrap_or_default(),
@@ -115,6 +132,15 @@ impl<S> From<Listed<S>> for ListedObject {
             labels: meta.labels.unwrap_or_default(),
             annotations: meta.annotations.unwrap_or_default(),
             spec: o.spec,
+            generation: meta.generation,
+            status,
         }
+    }
+}
+
+impl From<Listed<RawStatus>> for ListedObject {
+    fn from(mut o: Listed<RawStatus>) -> ListedObject {
+        let status = o.status.take();
+        ListedObject::with_status(o, status)
     }
 }

@@ -26,16 +26,24 @@ mod events;
 mod kubeconfig;
 mod lease;
 mod listed;
+mod others;
 mod watch;
 
 pub(crate) use events::{Note, Reason, Recorder};
 pub(crate) use lease::LeaseApi;
-pub(crate) use listed::{Applied, ListedObject, ObservedStatus};
+pub(crate) use listed::{Applied, ListedObject, ObservedStatus, RawStatus};
 use listed::{Listed, ListedPage};
 pub(crate) use watch::Watched;
 
 pub(crate) const FIELD_MANAGER: &str = "m2s";
 const LIST_PAGE: u32 = 500;
+
+/// Whether an object's annotations tie it to a progressive rollout (its status is then read).
+fn rollout_related(annotations: &Option<std::collections::BTreeMap<String, String>>) -> bool {
+    annotations.as_ref().is_some_and(|a| {
+        a.contains_key(crate::keys::ANN_ROLLOUT) || a.contains_key(crate::keys::ANN_CANARY_OF)
+    })
+}
 
 /// The kube-rs resource of a target.
 pub(crate) fn api_resource(r: &TargetResource) -> ApiResource {
@@ -252,10 +260,33 @@ impl Kube {
         let base = ListParams::default().labels(&owned_selector(instance));
         self.list_pages(
             base,
-            |lp| async move { self.list_lean::<IgnoredAny>(&lp).await },
+            |lp| async move { self.list_lean::<RawStatus>(&lp).await },
             |o| each(ListedObject::from(o)),
         )
         .await
+    }
+
+    /// The models of this instance's objects in a progressive rollout (labelled
+    /// `m2s.io/rollout=canary`).
+    pub(crate) async fn rollout_models(&self, instance: &str) -> Result<BTreeSet<String>> {
+        let selector = format!(
+            "{},{}=canary",
+            owned_selector(instance),
+            crate::keys::LABEL_ROLLOUT
+        );
+        let mut models = BTreeSet::new();
+        self.list_pages(
+            ListParams::default().labels(&selector),
+            |lp| async move { self.list_lean::<IgnoredAny>(&lp).await },
+            |o| {
+                let o = ListedObject::with_status(o, None);
+                if let Some(m) = o.annotation(crate::keys::ANN_MODEL_NAME) {
+                    models.insert(m.to_string());
+                }
+            },
+        )
+        .await?;
+        Ok(models)
     }
 
     /// [`list_owned`](Kube::list_owned) with each object's generation, age and status, for
@@ -270,12 +301,16 @@ impl Kube {
             base,
             |lp| async move { self.list_lean::<Value>(&lp).await },
             |mut o: Listed<Value>| {
+                // The plan reads the status of the objects of a rollout only.
+                let raw = rollout_related(&o.metadata.annotations)
+                    .then(|| serde_json::value::to_raw_value(&o.status).ok())
+                    .flatten();
                 let observed = ObservedStatus {
                     generation: o.metadata.generation,
                     created: o.metadata.creation_timestamp.take(),
                     status: o.status.take(),
                 };
-                each(ListedObject::from(o), observed)
+                each(ListedObject::with_status(o, raw), observed)
             },
         )
         .await
@@ -304,7 +339,7 @@ impl Kube {
         })
     }
 
-    /// The object named `name`, read like a listed one (metadata and spec only); `None` when
+    /// The object named `name`, read like a listed one; `None` when
     /// there is none. Scoped syncs read their few candidate names this way instead of a LIST.
     pub(crate) async fn get_lean(&self, name: &str) -> Result<Option<ListedObject>> {
         let url = DynamicObject::url_path(&api_resource(&self.resource), Some(&self.namespace));
@@ -312,7 +347,13 @@ impl Kube {
             .get(name, &GetParams::default())
             .map_err(|e| self.explain(kube::Error::BuildRequest(e), "get", Some(name)))?;
         self.sending()?;
-        match self.api.clone().into_client().request::<Listed>(req).await {
+        match self
+            .api
+            .clone()
+            .into_client()
+            .request::<Listed<RawStatus>>(req)
+            .await
+        {
             Ok(o) => Ok(Some(ListedObject::from(o))),
             Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.explain(e, "get", Some(name))),

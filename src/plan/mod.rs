@@ -17,11 +17,17 @@ use crate::desired::{first_names, render, Entry, EntryError, Registry, Selector}
 use crate::mlflow::{EntryResult, Resolved};
 
 mod observe;
+pub(crate) mod rollout;
 #[cfg(test)]
 mod tests;
 
-use observe::reasons;
+use observe::{needs_location, reasons, StaleObject};
 pub(crate) use observe::{Differing, Found, ObjectRef, Observer, Verdict};
+use rollout::{decide, Decision, Rollouts};
+pub(crate) use rollout::{RolloutChange, RolloutKind};
+
+use crate::rollout::Clock;
+use crate::targets::Resource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +60,11 @@ pub(crate) struct Change {
     /// Where the files are (create, update).
     pub(crate) resolved: Option<Box<Resolved>>,
     pub(crate) reason: Cow<'static, str>,
+    /// A progressive rollout's step, promotion, abort or clean-up.
+    pub(crate) rollout: Option<Box<RolloutChange>>,
+    /// Objects a rollout added that go with this change, deleted after it is written:
+    /// (resource, name), each only if this instance owns it.
+    pub(crate) cleanup: Vec<(Resource, String)>,
 }
 
 impl Change {
@@ -67,6 +78,13 @@ impl Change {
         }
     }
     pub(crate) fn version<'r>(&'r self, registry: &'r Registry) -> Option<&'r str> {
+        if let Some(r) = &self.rollout {
+            match r.kind {
+                RolloutKind::Abort { .. } => return Some(&r.stable_version),
+                RolloutKind::Cleanup { .. } => return Some(&r.canary_version),
+                _ => {}
+            }
+        }
         match self.entry(registry) {
             Some(e) => Some(&e.version.version),
             None => self.object.as_ref()?.version.as_deref(),
@@ -74,6 +92,13 @@ impl Change {
     }
     /// The version an update moves away from.
     pub(crate) fn previous_version(&self) -> Option<&str> {
+        if let Some(r) = &self.rollout {
+            return match r.kind {
+                RolloutKind::Step { .. } | RolloutKind::Promote => Some(&r.stable_version),
+                RolloutKind::Abort { .. } | RolloutKind::Clear => Some(&r.canary_version),
+                RolloutKind::Cleanup { .. } => None,
+            };
+        }
         match self.action {
             Action::Update => self.object.as_ref()?.version.as_deref(),
             _ => None,
@@ -87,8 +112,15 @@ impl Change {
     }
     /// The model URI the object gets (create, update).
     pub(crate) fn model_uri(&self, cfg: &DeployConfig) -> Option<String> {
-        let r = self.resolved.as_ref()?;
-        crate::artifacts::model_uri(&r.location, cfg.storage_root.as_deref(), cfg.target).ok()
+        let location = match self.rollout.as_deref() {
+            Some(RolloutChange {
+                kind: RolloutKind::Abort { .. },
+                stable: Some((_, files)),
+                ..
+            }) => &files.location,
+            _ => &self.resolved.as_ref()?.location,
+        };
+        crate::artifacts::model_uri(location, cfg.storage_root.as_deref(), cfg.target).ok()
     }
     pub(crate) fn uid(&self) -> Option<&str> {
         self.object.as_ref()?.uid.as_deref()
@@ -138,6 +170,7 @@ pub(crate) fn compute(
     observer: Observer,
     resolved: Vec<EntryResult<Box<Resolved>>>,
     cfg: &DeployConfig,
+    clock: Clock,
 ) -> Plan {
     let mut plan = Plan {
         errors: registry.errors.clone(),
@@ -146,9 +179,18 @@ pub(crate) fn compute(
         ..Plan::default()
     };
     let mut resolved = resolved.into_iter();
+    let mut rollouts = Rollouts {
+        canaries: observer.canaries,
+        ..Rollouts::default()
+    };
     for (i, found) in observer.found.into_iter().enumerate() {
         let entry = &registry.entries[i];
         let error = |message: String| EntryError::of(entry, message);
+        let resolution = needs_location(&found).then(|| {
+            resolved
+                .next()
+                .expect("one resolution per entry to resolve")
+        });
         match found {
             Found::InSync => plan.unchanged.push(i),
             Found::Held(message) => plan.errors.push(error(message)),
@@ -165,12 +207,24 @@ pub(crate) fn compute(
                     object: Some(Box::new(object)),
                     resolved: Some(Box::new(r)),
                     reason: reasons.join(", ").into(),
+                    rollout: None,
+                    cleanup: Vec::new(),
                 });
             }
-            Found::Absent | Found::Stale(_) => {
-                let r = resolved
-                    .next()
-                    .expect("one resolution per entry to resolve");
+            Found::Stale(stale) => {
+                match stale_change(i, entry, *stale, resolution, cfg, clock, &mut rollouts) {
+                    Ok(Some(change)) => plan.changes.push(change),
+                    Ok(None) => plan.unchanged.push(i),
+                    Err(message) => {
+                        if let Some(uid) = rollouts.held_uid.take() {
+                            plan.held.insert(entry.name.to_string(), uid);
+                        }
+                        plan.errors.push(error(message))
+                    }
+                }
+            }
+            Found::Absent => {
+                let r = resolution.expect("an absent entry is resolved");
                 match create_or_restore(i, entry, found, r, cfg) {
                     Ok(change) => plan.changes.push(change),
                     Err(message) => plan.errors.push(error(message)),
@@ -179,6 +233,7 @@ pub(crate) fn compute(
         }
     }
     for object in observer.unwanted {
+        rollouts.ending(&object);
         plan.changes.push(Change {
             action: Action::Delete,
             name: object.name.as_str().into(),
@@ -186,13 +241,80 @@ pub(crate) fn compute(
             reason: delete_reason(&object, cfg, registry).into(),
             object: Some(Box::new(object)),
             resolved: None,
+            rollout: None,
+            cleanup: Vec::new(),
         });
     }
+    rollouts.clean_up(&mut plan, cfg);
     plan.changes
         .sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
     plan.errors
         .sort_by(|a, b| (&a.name, &a.model).cmp(&(&b.name, &b.model)));
     plan
+}
+
+/// The change of an object that serves another version or records a rollout: a rollout's
+/// move, or a plain update; `None` when nothing is due.
+fn stale_change(
+    index: usize,
+    entry: &Entry,
+    stale: StaleObject,
+    resolution: Option<EntryResult<Box<Resolved>>>,
+    cfg: &DeployConfig,
+    clock: Clock,
+    rollouts: &mut Rollouts,
+) -> Result<Option<Change>, String> {
+    let seen = &stale.rollout;
+    let wanted = match resolution {
+        Some(r) => *r?,
+        None => seen.recorded_wanted().unwrap_or_else(|| Resolved {
+            location: Default::default(),
+            version_tags: entry.version.tags.to_vec(),
+        }),
+    };
+    let canary_health = rollouts.canaries.get(&*entry.name).map(|c| &c.health);
+    let keep = |rollouts: &mut Rollouts| {
+        rollouts.kept.insert(entry.name.to_string());
+    };
+    match decide(entry, seen, &wanted, canary_health, clock) {
+        Decision::Stay => {
+            keep(rollouts);
+            Ok(None)
+        }
+        Decision::Error(message) => {
+            keep(rollouts);
+            rollouts.held_uid = stale.object.uid.clone();
+            Err(message)
+        }
+        Decision::Change(rc, reason) => {
+            if matches!(rc.kind, RolloutKind::Step { .. }) {
+                keep(rollouts);
+            } else {
+                rollouts.ending(&stale.object);
+            }
+            Ok(Some(Change {
+                action: Action::Update,
+                name: entry.name.clone(),
+                entry: Some(index),
+                object: Some(Box::new(stale.object)),
+                resolved: Some(Box::new(wanted)),
+                reason: reason.into(),
+                rollout: Some(rc),
+                cleanup: Vec::new(),
+            }))
+        }
+        Decision::Plain => {
+            rollouts.ending(&stale.object);
+            create_or_restore(
+                index,
+                entry,
+                Found::Stale(Box::new(stale)),
+                Ok(Box::new(wanted)),
+                cfg,
+            )
+            .map(Some)
+        }
+    }
 }
 
 /// The change for an entry whose object is missing or was changed outside m2s. The location of
@@ -223,6 +345,8 @@ fn create_or_restore(
         object: object.map(Box::new),
         resolved: Some(r),
         reason,
+        rollout: None,
+        cleanup: Vec::new(),
     })
 }
 

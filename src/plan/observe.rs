@@ -9,11 +9,13 @@ use crate::desired::{recorded, render, Desired, Registry, Selector};
 use crate::json::is_subset;
 use crate::k8s::ListedObject;
 use crate::keys::{
-    ANNOTATION_PREFIX, ANN_ALIAS, ANN_MODEL_NAME, ANN_MODEL_URI, ANN_MODEL_VERSION,
-    ANN_OVERLAY_HASH, ANN_SPEC_HASH, ANN_STAGE,
+    ANNOTATION_PREFIX, ANN_ALIAS, ANN_CANARY_OF, ANN_MODEL_NAME, ANN_MODEL_URI, ANN_MODEL_VERSION,
+    ANN_OVERLAY_HASH, ANN_ROLLOUT, ANN_SPEC_HASH, ANN_STAGE,
 };
 use crate::mlflow::Resolved;
 use crate::targets::{canonical_quantities, field_changes, field_values};
+
+use super::rollout::{health_of, CanarySeen, Seen};
 
 /// The identity of a listed object and what it serves: all a plan keeps of it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -24,6 +26,8 @@ pub(crate) struct ObjectRef {
     pub(crate) model: Option<String>,
     pub(crate) version: Option<String>,
     pub(crate) selector: Option<Selector>,
+    /// A progressive rollout is in progress on it (its canary objects go when it ends).
+    pub(crate) in_rollout: bool,
 }
 
 impl ObjectRef {
@@ -41,6 +45,7 @@ impl ObjectRef {
                     a.annotation(ANN_ALIAS)
                         .map(|s| Selector::Alias(s.to_string()))
                 }),
+            in_rollout: a.annotation(ANN_ROLLOUT) == Some("canary"),
         }
     }
 }
@@ -80,7 +85,8 @@ pub(crate) enum Found {
     /// The object serves this version but differs from what m2s would write now. (Boxed, as
     /// is `Stale`: one slot per entry, and a large registry is mostly `InSync`.)
     Differs(Box<Differing>),
-    /// The object serves another version (or another model's): its location must be resolved.
+    /// The object serves another version (or another model's), or records a progressive
+    /// rollout: its location may have to be resolved, and the rollout moved on.
     Stale(Box<StaleObject>),
     /// The object is there, but the entry cannot be rendered: the object stays as it is.
     Held(String),
@@ -97,6 +103,7 @@ pub(crate) struct Differing {
 pub(crate) struct StaleObject {
     pub(crate) object: ObjectRef,
     pub(crate) before: Before,
+    pub(crate) rollout: Seen,
 }
 
 /// What one listed object is, compared with the registry now.
@@ -110,6 +117,8 @@ pub(crate) enum Verdict {
     DeletePending,
     /// Its entry cannot be deployed: the object is left as it is.
     NotDeployable,
+    /// A canary object a progressive rollout added beside the object it rolls out.
+    Canary,
 }
 
 impl Verdict {
@@ -120,6 +129,7 @@ impl Verdict {
             Verdict::UpdatePending => "update pending",
             Verdict::DeletePending => "delete pending",
             Verdict::NotDeployable => "not deployable",
+            Verdict::Canary => "rollout canary",
         }
     }
 }
@@ -136,6 +146,8 @@ pub(crate) struct Observer<'a> {
     /// Events about them).
     pub(crate) held: BTreeMap<String, String>,
     pub(crate) managed: usize,
+    /// Canary objects of rollouts, by the name of the object each rolls out.
+    pub(crate) canaries: BTreeMap<String, CanarySeen>,
 }
 
 impl<'a> Observer<'a> {
@@ -147,6 +159,7 @@ impl<'a> Observer<'a> {
             unwanted: Vec::new(),
             held: BTreeMap::new(),
             managed: 0,
+            canaries: BTreeMap::new(),
         }
     }
 
@@ -154,7 +167,19 @@ impl<'a> Observer<'a> {
     pub(crate) fn observe(&mut self, a: &ListedObject) -> Verdict {
         self.managed += 1;
         let entries = &self.registry.entries;
-        let Ok(i) = entries.binary_search_by(|e| (*e.name).cmp(&a.name)) else {
+        let index = entries.binary_search_by(|e| (*e.name).cmp(&a.name));
+        if let Some(of) = a.annotation(ANN_CANARY_OF) {
+            if let Ok(i) = index {
+                self.hold(a);
+                self.found[i] = Found::Held(format!(
+                    "the name {:?} is taken by the canary of {of:?}'s progressive rollout",
+                    a.name
+                ));
+            }
+            self.observe_canary(of, a);
+            return Verdict::Canary;
+        }
+        let Ok(i) = index else {
             if self.registry.holds(&a.name) {
                 self.hold(a);
                 return Verdict::NotDeployable;
@@ -163,10 +188,13 @@ impl<'a> Observer<'a> {
             return Verdict::DeletePending;
         };
         let entry = &entries[i];
-        self.found[i] = match recorded(entry, &a.annotations) {
+        let recorded =
+            recorded(entry, &a.annotations).filter(|_| !a.annotations.contains_key(ANN_ROLLOUT));
+        self.found[i] = match recorded {
             None => Found::Stale(Box::new(StaleObject {
                 object: ObjectRef::of(a),
                 before: Before::of(a, self.cfg),
+                rollout: Seen::of(entry, a, self.cfg),
             })),
             Some(rec) => match render(entry, &rec.location, &rec.version_tags, self.cfg) {
                 Err(message) => {
@@ -198,17 +226,42 @@ impl<'a> Observer<'a> {
         }
     }
 
+    /// A canary object: its health is what its rollout's next step waits for.
+    fn observe_canary(&mut self, of: &str, a: &ListedObject) {
+        let Some(split) = self.cfg.target.traffic_split() else {
+            return;
+        };
+        let health = health_of(split.canary_status(&a.name, &a.status(), a.generation, 0));
+        self.canaries.insert(
+            of.to_string(),
+            CanarySeen {
+                object: ObjectRef::of(a),
+                health,
+            },
+        );
+    }
+
     fn hold(&mut self, a: &ListedObject) {
         if let Some(uid) = &a.uid {
             self.held.insert(a.name.clone(), uid.clone());
         }
     }
 
-    /// The entries whose location must be read from MLflow: no object yet, or a stale one.
+    /// The entries whose location must be read from MLflow: no object yet, or one that serves
+    /// another version whose files it does not record (a rollout records its canary's).
     pub(crate) fn to_resolve(&self) -> Vec<usize> {
         (0..self.found.len())
-            .filter(|&i| matches!(self.found[i], Found::Absent | Found::Stale(_)))
+            .filter(|&i| needs_location(&self.found[i]))
             .collect()
+    }
+}
+
+/// Whether the entry's version must be looked up in MLflow.
+pub(super) fn needs_location(found: &Found) -> bool {
+    match found {
+        Found::Absent => true,
+        Found::Stale(s) => s.rollout.needs_location(),
+        _ => false,
     }
 }
 

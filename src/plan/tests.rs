@@ -8,7 +8,7 @@ use crate::mlflow::{ModelVersion, RegisteredModel, RegistrySnapshot};
 use crate::settings::Tag;
 use serde_json::{json, Value};
 
-fn cfg() -> DeployConfig {
+pub(super) fn cfg() -> DeployConfig {
     DeployConfig {
         storage_root: Some("s3://bucket/mlruns".into()),
         aliases: AliasSelection::Listed(vec!["champion".into()]),
@@ -16,7 +16,7 @@ fn cfg() -> DeployConfig {
     }
 }
 
-fn snapshot(models: &[(&str, &str, &str)]) -> RegistrySnapshot {
+pub(super) fn snapshot(models: &[(&str, &str, &str)]) -> RegistrySnapshot {
     RegistrySnapshot {
         models: models
             .iter()
@@ -38,13 +38,13 @@ fn snapshot(models: &[(&str, &str, &str)]) -> RegistrySnapshot {
     }
 }
 
-fn registry(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Registry {
+pub(super) fn registry(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Registry {
     let mut b = RegistryBuilder::new(cfg);
     b.add(snap.models.clone());
     b.finish()
 }
 
-fn resolved(e: &Entry) -> Resolved {
+pub(super) fn resolved(e: &Entry) -> Resolved {
     Resolved {
         location: ArtifactLocation {
             uri: format!("/m/1/r{}/artifacts/model", e.version.version),
@@ -55,9 +55,17 @@ fn resolved(e: &Entry) -> Resolved {
     }
 }
 
+/// The clock of a plan: now, and the default canary deadline.
+fn clock() -> crate::rollout::Clock {
+    crate::rollout::Clock {
+        now: k8s_openapi::jiff::Timestamp::now(),
+        deadline: std::time::Duration::from_secs(900),
+    }
+}
+
 /// Plans `snap` against `actual`, resolving every location MLflow would be asked for; also
 /// returns how many entries needed MLflow.
-fn plan_with(
+pub(super) fn plan_with(
     snap: &RegistrySnapshot,
     cfg: &DeployConfig,
     actual: &[ListedObject],
@@ -73,13 +81,13 @@ fn plan_with(
             .iter()
             .map(|&i| Ok(Box::new(resolved(&reg.entries[i]))))
             .collect();
-        (compute(&reg, obs, res, cfg), wanted.len())
+        (compute(&reg, obs, res, cfg, clock()), wanted.len())
     };
     (reg, plan, asked)
 }
 
 /// What the API server gives back for applied objects (plus server-side fields).
-fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ListedObject> {
+pub(super) fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ListedObject> {
     let reg = registry(snap, cfg);
     reg.entries
         .iter()
@@ -108,6 +116,7 @@ fn applied(snap: &RegistrySnapshot, cfg: &DeployConfig) -> Vec<ListedObject> {
                 labels,
                 annotations,
                 spec,
+                ..ListedObject::default()
             }
         })
         .collect()

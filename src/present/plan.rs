@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::plan::rollout::{RolloutChange, RolloutKind};
+
 use super::Doc;
 use crate::config::DeployConfig;
 use crate::desired::{EntryError, Registry, Selector};
@@ -126,6 +128,40 @@ struct JsonChange<'a> {
     alias: Option<&'a str>,
     reason: &'a str,
     model_uri: Option<String>,
+    /// A progressive rollout's step, promotion, abort or clean-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<JsonRollout<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRollout<'a> {
+    action: &'static str,
+    stable_version: &'a str,
+    canary_version: &'a str,
+    /// The step written (from 1), its traffic percent, and every step's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<&'a [u8]>,
+}
+
+fn json_rollout(r: &RolloutChange) -> JsonRollout<'_> {
+    let (step, percent, steps) = match &r.kind {
+        RolloutKind::Step { step, steps } => {
+            (Some(*step), Some(steps[step - 1]), Some(steps.as_slice()))
+        }
+        _ => (None, None, None),
+    };
+    JsonRollout {
+        action: r.action(),
+        stable_version: &r.stable_version,
+        canary_version: &r.canary_version,
+        step,
+        percent,
+        steps,
+    }
 }
 
 #[derive(Serialize)]
@@ -174,6 +210,7 @@ fn json_change<'a>(c: &'a Change, registry: &'a Registry, cfg: &DeployConfig) ->
         alias,
         reason: &c.reason,
         model_uri: c.model_uri(cfg),
+        rollout: c.rollout.as_deref().map(json_rollout),
     }
 }
 

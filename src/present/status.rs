@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
+use crate::rollout::RolloutState;
+
 use super::plan::write_errors;
 use super::Doc;
 use crate::config::DeployConfig;
@@ -67,6 +69,31 @@ fn counts<T: Copy + PartialEq>(
         .join(", ")
 }
 
+/// What an object serves: its version, or both versions of a rollout in progress
+/// (`v4 + v5 at 10% (step 1 of 2, 3m)`), or its version and the one whose rollout was aborted.
+fn version_cell(o: &ObjectState, now: Timestamp) -> String {
+    let version = o.version.clone().unwrap_or_else(|| "-".into());
+    match &o.rollout {
+        RolloutState::None => version,
+        RolloutState::InProgress {
+            version: canary,
+            steps,
+            step,
+            since,
+        } => format!(
+            "v{version} + v{canary} at {}% (step {step} of {}, {})",
+            steps[step - 1],
+            steps.len(),
+            short_age((now.as_second() - since.as_second()).max(0))
+        ),
+        RolloutState::Aborted {
+            version: aborted, ..
+        } => {
+            format!("v{version} (v{aborted} aborted)")
+        }
+    }
+}
+
 /// The objects as a table with tidy columns; a message goes on its own line under its row.
 fn write_table(out: &mut String, objects: &[ObjectState], now: Timestamp) {
     let head = [
@@ -78,7 +105,7 @@ fn write_table(out: &mut String, objects: &[ObjectState], now: Timestamp) {
             [
                 o.name.clone(),
                 o.model.clone().unwrap_or_else(|| "-".into()),
-                o.version.clone().unwrap_or_else(|| "-".into()),
+                version_cell(o, now),
                 o.selector
                     .as_ref()
                     .map_or_else(|| "-".into(), Selector::to_string),
@@ -221,6 +248,54 @@ struct JsonObject<'a> {
     created: Option<&'a str>,
     age_seconds: Option<i64>,
     registry: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<JsonRollout<'a>>,
+}
+
+/// A progressive rollout on an object: `canary` (in progress) or `aborted`.
+#[derive(Serialize)]
+struct JsonRollout<'a> {
+    state: &'static str,
+    canary_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<&'a [u8]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aborted: Option<&'a str>,
+}
+
+fn json_rollout(r: &RolloutState) -> Option<JsonRollout<'_>> {
+    match r {
+        RolloutState::None => None,
+        RolloutState::InProgress {
+            version,
+            steps,
+            step,
+            since,
+        } => Some(JsonRollout {
+            state: "canary",
+            canary_version: version,
+            step: Some(*step),
+            steps: Some(steps),
+            percent: Some(steps[step - 1]),
+            since: Some(since.to_string()),
+            aborted: None,
+        }),
+        RolloutState::Aborted { version, why } => Some(JsonRollout {
+            state: "aborted",
+            canary_version: version,
+            step: None,
+            steps: None,
+            percent: None,
+            since: None,
+            aborted: Some(why),
+        }),
+    }
 }
 
 #[derive(Serialize)]
@@ -312,6 +387,7 @@ pub(crate) fn render_doc(
                     created: o.created.as_deref(),
                     age_seconds: age_seconds(o.created.as_deref(), now),
                     registry: o.verdict.label(),
+                    rollout: json_rollout(&o.rollout),
                 }
             })
             .collect(),

@@ -18,6 +18,19 @@ pub(crate) const MAX_MODELS: usize = 10_000;
 pub(crate) const MAX_ALIASES: usize = 64;
 /// Wait before retrying a failed full sync (or the resync interval, if shorter).
 pub(crate) const FULL_RETRY: Duration = Duration::from_secs(15);
+/// The leader looks this often for progressive rollouts in progress (whoever started them) and
+/// syncs their models, so that steps move on, and a failing canary is aborted, without waiting
+/// for an event.
+pub(crate) const ROLLOUT_TICK: Duration = Duration::from_secs(30);
+
+/// What the sync thread is to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// A sync, and (for a full sync) the model syncs it took over.
+    Sync(Scope, Vec<Scope>),
+    /// The leader's rollout tick: find the models with a rollout in progress and queue them.
+    Tick,
+}
 
 /// What an event did to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +72,8 @@ pub(crate) struct Queue {
     stopping: bool,
     /// Whether this replica leads: only then are full syncs due.
     leading: bool,
+    /// When the leader's next rollout tick is due.
+    next_tick: Instant,
 }
 
 impl Queue {
@@ -72,7 +87,18 @@ impl Queue {
             interval,
             stopping: false,
             leading: false,
+            next_tick: now + ROLLOUT_TICK,
         }
+    }
+
+    /// Whether the leader's rollout tick is due at `now`; if so, the next is one tick later.
+    /// A full sync due first goes first (it moves every rollout on anyway).
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
+        if !self.leading || now < self.next_tick || self.full_due(now) {
+            return false;
+        }
+        self.next_tick = now + ROLLOUT_TICK;
+        true
     }
 
     /// The replica starts or stops leading; one that starts runs a full sync at once.
@@ -144,6 +170,8 @@ impl Queue {
     pub(crate) fn full_done(&mut self, now: Instant, ok: bool, covered: Vec<Scope>) {
         if ok {
             self.next_full = now + self.interval;
+            // The full sync moved every rollout on.
+            self.next_tick = now + ROLLOUT_TICK;
             return;
         }
         self.next_full = now + self.interval.min(FULL_RETRY);
@@ -170,10 +198,11 @@ impl Queue {
 
     /// How long the worker may sleep at `now`: `None` when a sync can start at once.
     fn idle_for(&self, now: Instant) -> Option<Duration> {
-        if self.full_due(now) || !self.order.is_empty() {
+        let tick_due = self.leading && now >= self.next_tick;
+        if self.full_due(now) || !self.order.is_empty() || tick_due {
             None
         } else if self.leading {
-            Some(self.next_full - now)
+            Some((self.next_full - now).min(self.next_tick - now))
         } else {
             // Woken by an event or by starting to lead.
             Some(Duration::from_secs(3600))
@@ -216,16 +245,23 @@ impl Scheduler {
         (queued, waiting)
     }
 
-    /// Blocks until a sync is due; `None` once [`stop`](Scheduler::stop) was called.
-    pub(crate) fn next(&self) -> Option<(Scope, Vec<Scope>)> {
+    /// Blocks until a job is due; `None` once [`stop`](Scheduler::stop) was called.
+    pub(crate) fn next(&self) -> Option<Job> {
         let mut q = self.lock();
         loop {
             if q.stopping {
                 return None;
             }
             let now = Instant::now();
+            if q.tick(now) {
+                return Some(Job::Tick);
+            }
             match q.idle_for(now) {
-                None => return q.take(now),
+                None => {
+                    if let Some((scope, covered)) = q.take(now) {
+                        return Some(Job::Sync(scope, covered));
+                    }
+                }
                 Some(wait) => {
                     q = self
                         .wake

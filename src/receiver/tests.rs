@@ -24,7 +24,10 @@ fn start_with(deadlines: Deadlines) -> Running {
     let scheduler = Arc::new(Scheduler::new(Duration::from_secs(3600)));
     scheduler.set_leading(true);
     // The start-up full sync is taken, so that the queue holds only what events add.
-    assert_eq!(scheduler.next().map(|j| j.0), Some(Scope::All));
+    assert_eq!(
+        scheduler.next(),
+        Some(super::queue::Job::Sync(Scope::All, vec![]))
+    );
     scheduler.full_done(true, vec![]);
     let receiver = Arc::new(Receiver {
         verifier: Verifier::new(SECRET),
@@ -143,7 +146,9 @@ fn only_signed_fresh_deliveries_queue_a_sync() {
         r.metric("m2s_webhook_events_received_total{event=\"model_version_alias.created\"}"),
         1
     );
-    let (scope, _) = r.receiver.scheduler.next().unwrap();
+    let Some(super::queue::Job::Sync(scope, _)) = r.receiver.scheduler.next() else {
+        panic!("not a sync");
+    };
     assert_eq!(
         scope,
         Scope::Model {

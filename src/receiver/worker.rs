@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::leader::Leadership;
 use super::metrics::{Metrics, SyncRecord};
-use super::queue::Scheduler;
+use super::queue::{self, Scheduler};
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::engine::apply::{self, SyncOptions, SyncOutcome, SyncResult, Unwatched};
@@ -50,13 +50,44 @@ enum Abandoned {
 
 impl Worker {
     pub(crate) fn run(self) {
-        while let Some((scope, covered)) = self.scheduler.next() {
+        while let Some(job) = self.scheduler.next() {
+            let (scope, covered) = match job {
+                queue::Job::Sync(scope, covered) => (scope, covered),
+                queue::Job::Tick => {
+                    self.tick();
+                    continue;
+                }
+            };
             self.metrics.queued(self.scheduler.waiting());
             let ok = self.sync(&scope);
             if scope == Scope::All {
                 self.scheduler.full_done(ok, covered);
             }
             self.metrics.queued(self.scheduler.waiting());
+        }
+    }
+
+    /// The leader's rollout tick: one LIST of the objects in a progressive rollout (whichever
+    /// replica or run started it) and a sync of each of their models.
+    fn tick(&self) {
+        let instance = &self.config.deploy.instance;
+        let kube = self.clients.kube.for_sync(Cancel::default());
+        match self
+            .clients
+            .executor
+            .block_on(kube.rollout_models(instance))
+        {
+            Ok(models) => {
+                if !models.is_empty() {
+                    log::debug!("rollout tick: {} models in rollout", models.len());
+                }
+                for model in models {
+                    self.scheduler.push(&model, None);
+                }
+            }
+            Err(e) => {
+                log::warn!(error = format!("{e:#}").as_str(); "rollout tick failed; the next tick retries")
+            }
         }
     }
 

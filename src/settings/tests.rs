@@ -82,3 +82,47 @@ fn write_back_tags_are_not_settings() {
     let s = from_tags("m", "1", &tags(&[("m2s.ns.obj.state", "Available")]), &[]).unwrap();
     assert!(s.replicas.is_none());
 }
+
+#[test]
+fn canary_steps_and_interval_from_tags() {
+    assert_eq!(canary_from_tags("iris", "5", &[], &[]).unwrap(), None);
+    let c = canary_from_tags(
+        "iris",
+        "5",
+        &tags(&[("m2s.canary", "10,50"), ("m2s.canary-interval", "1h")]),
+        &tags(&[("m2s.canary-interval", "30s")]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.steps, [10, 50]);
+    assert_eq!(
+        c.interval,
+        std::time::Duration::from_secs(30),
+        "the version's wins"
+    );
+    let c = canary_from_tags("iris", "5", &tags(&[("m2s.canary", " 25 ")]), &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.steps, c.interval), (vec![25], DEFAULT_CANARY_INTERVAL));
+    assert_eq!(parse_duration("0s"), Ok(std::time::Duration::ZERO));
+    assert_eq!(
+        parse_duration("10m"),
+        Ok(std::time::Duration::from_secs(600))
+    );
+    for (key, value, want) in [
+        ("m2s.canary", "50,10", "must increase"),
+        ("m2s.canary", "10,100", "between 1 and 99"),
+        ("m2s.canary", "0", "between 1 and 99"),
+        ("m2s.canary", "ten", "not a percent"),
+        ("m2s.canary-interval", "5 minutes", "not a duration"),
+        ("m2s.canary-interval", "-1s", "not a duration"),
+    ] {
+        let err = canary_from_tags("iris", "5", &tags(&[(key, value)]), &[]).unwrap_err();
+        assert!(
+            err.contains(want) && err.contains(&format!("tag {key}=")) && err.contains("\"iris\""),
+            "{key}={value}: {err}"
+        );
+    }
+    // The serving settings let the canary's tags through.
+    assert!(from_tags("iris", "5", &tags(&[("m2s.canary", "10")]), &[]).is_ok());
+}

@@ -4,9 +4,12 @@
 
 use serde_json::{json, Value};
 
+use std::collections::BTreeMap;
+
+use super::split::{true_since, CanaryStatus, TrafficSplit};
 use super::{
-    check_fetchable, condition, text, Field, Protocol, Readiness, Resource, Runtime, Setting,
-    State, Target,
+    check_fetchable, condition, readiness_of, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
 use crate::naming;
 use crate::settings::ServingSettings;
@@ -236,6 +239,10 @@ impl Target for KServe {
         check_fetchable(self, uri, "KServe's storage initializer")
     }
 
+    fn traffic_split(&self) -> Option<&'static dyn TrafficSplit> {
+        Some(&KServe)
+    }
+
     /// KServe v0.20.0 (pkg/apis/serving/v1beta1/inference_service_status.go): `Ready` is the
     /// knative-style aggregate of `PredictorReady` and `IngressReady`; `status.url` is set once
     /// the service is routable. `Ready` is `False` while a raw-deployment predictor starts (its
@@ -300,5 +307,74 @@ fn reason_message(v: &Value) -> Option<String> {
     match (text(&v["reason"]), text(&v["message"])) {
         (Some(r), Some(m)) => Some(format!("{r}: {m}")),
         (r, m) => m.or(r),
+    }
+}
+
+/// The deployment modes in which KServe v0.20 ignores `canaryTrafficPercent` (the legacy and the
+/// current name of raw deployments; pkg/constants/constants.go).
+const NO_CANARY_MODES: &[&str] = &["RawDeployment", "Standard"];
+
+/// KServe v0.20.0: the new `storageUri` with `spec.predictor.canaryTrafficPercent: P` sends P %
+/// to the latest ready revision and the rest to `latestRolledoutRevision`
+/// (reconcilers/knative/ksvc_reconciler.go); only in Serverless (Knative) mode.
+impl TrafficSplit for KServe {
+    /// In RawDeployment / Standard mode (`status.deploymentMode`, or the
+    /// `serving.kserve.io/deploymentMode` annotation) the field is silently ignored.
+    fn refuse(&self, annotations: &BTreeMap<String, String>, status: &Value) -> Option<String> {
+        let mode = status["deploymentMode"].as_str().or(annotations
+            .get("serving.kserve.io/deploymentMode")
+            .map(String::as_str))?;
+        NO_CANARY_MODES.contains(&mode).then(|| {
+            format!("KServe v0.20 ignores canaryTrafficPercent in {mode} mode (only its Serverless/Knative mode splits traffic, reconcilers/knative/ksvc_reconciler.go): m2s.canary cannot roll this InferenceService out in steps; remove the tag, or serve it in Serverless mode")
+        })
+    }
+
+    fn split(&self, _stable: &Value, canary: &Value, percent: u8) -> Value {
+        let mut object = canary.clone();
+        object["spec"]["predictor"]["canaryTrafficPercent"] = Value::from(percent);
+        object
+    }
+
+    /// Serving the step: `Ready` for this generation, the latest created revision ready, and
+    /// the traffic entry of the latest revision at `percent` % (what KServe's own e2e test checks).
+    fn canary_status(
+        &self,
+        _name: &str,
+        status: &Value,
+        generation: Option<i64>,
+        percent: u8,
+    ) -> CanaryStatus {
+        let mut readiness = readiness_of(self, generation, status);
+        let since = true_since(status, "Ready");
+        if readiness.state == State::Available {
+            let predictor = &status["components"]["predictor"];
+            let latest_ready = predictor["latestReadyRevision"].as_str();
+            let created_ready = latest_ready.is_some()
+                && predictor["latestCreatedRevision"].as_str() == latest_ready;
+            let split = predictor["traffic"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["latestRevision"] == true);
+            let at = split.and_then(|t| t["percent"].as_u64());
+            if !created_ready || at != Some(u64::from(percent)) {
+                readiness = Readiness {
+                    state: State::Creating,
+                    message: Some(format!(
+                        "the latest revision takes {} % of the traffic, not yet {percent} %",
+                        at.map_or("no".to_string(), |a| a.to_string())
+                    )),
+                    url: readiness.url,
+                };
+            }
+        }
+        CanaryStatus {
+            readiness,
+            available_since: since,
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        "KServe v0.20.0 spec.predictor.canaryTrafficPercent (Serverless mode)"
     }
 }

@@ -15,6 +15,9 @@ use crate::settings::ServingSettings;
 mod kserve;
 mod seldon_v1;
 mod seldon_v2;
+mod split;
+
+pub use split::{CanaryStatus, Companion, TrafficSplit};
 
 /// KServe's name format (`IsvcNameFmt`), for the tests of generated names.
 #[cfg(test)]
@@ -275,6 +278,10 @@ pub trait Target: Sync {
     fn admit(&self, name: &str, object: &Value) -> Result<(), String>;
     /// Readiness from the object's `status` (`Value::Null` when it has none).
     fn readiness(&self, status: &Value) -> Readiness;
+    /// How the stack splits traffic for a progressive rollout; `None`: it cannot.
+    fn traffic_split(&self) -> Option<&'static dyn TrafficSplit> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Target {

@@ -3,9 +3,10 @@
 
 use serde_json::{json, Value};
 
+use super::split::{true_since, CanaryStatus, TrafficSplit};
 use super::{
-    condition, set_pointer, text, Field, Protocol, Readiness, Resource, Runtime, Setting, State,
-    Target,
+    condition, readiness_of, set_pointer, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
 use crate::settings::ServingSettings;
 
@@ -179,6 +180,10 @@ impl Target for SeldonV1 {
         Ok(())
     }
 
+    fn traffic_split(&self) -> Option<&'static dyn TrafficSplit> {
+        Some(&SeldonV1)
+    }
+
     /// `.status.state` is `Creating`, `Available` or `Failed`; `.status.description` says why.
     fn readiness(&self, status: &Value) -> Readiness {
         let state = match status["state"].as_str() {
@@ -194,5 +199,69 @@ impl Target for SeldonV1 {
             message,
             url: text(&status["address"]["url"]),
         }
+    }
+}
+
+/// The predictor of the new version during a rollout.
+pub(crate) const CANARY_PREDICTOR: &str = "canary";
+
+/// Seldon Core 1.18: two predictors, the stable one with `traffic: 100-P` and one named
+/// `canary` with the new `modelUri` and `traffic: P` (the webhook requires the traffic of
+/// several predictors to sum to 100, seldondeployment_webhook.go `checkTraffic`); the split
+/// itself is done by Seldon's Istio or Ambassador ingress.
+impl TrafficSplit for SeldonV1 {
+    fn split(&self, stable: &Value, canary: &Value, percent: u8) -> Value {
+        let mut object = stable.clone();
+        let mut stable_predictor = stable["spec"]["predictors"][0].clone();
+        stable_predictor["traffic"] = Value::from(100 - percent);
+        let mut canary_predictor = canary["spec"]["predictors"][0].clone();
+        canary_predictor["name"] = Value::from(CANARY_PREDICTOR);
+        canary_predictor["traffic"] = Value::from(percent);
+        object["spec"]["predictors"] = Value::Array(vec![stable_predictor, canary_predictor]);
+        object
+    }
+
+    /// `state: Available` needs every Deployment ready (controller.go); the status has no
+    /// observedGeneration, so the canary predictor's own Deployment must be there too:
+    /// `status.deploymentStatus["<name>-canary-0-<container>"]` with all its replicas available
+    /// (the controller keys it by Deployment name, and leaves 0 out).
+    fn canary_status(
+        &self,
+        name: &str,
+        status: &Value,
+        generation: Option<i64>,
+        _percent: u8,
+    ) -> CanaryStatus {
+        let mut readiness = readiness_of(self, generation, status);
+        if readiness.state == State::Available {
+            let prefix = format!("{name}-{CANARY_PREDICTOR}-");
+            let canary = status["deploymentStatus"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, d)| d);
+            let available = canary.is_some_and(|d| {
+                let ready = d["availableReplicas"].as_u64().unwrap_or(0);
+                ready > 0 && ready >= d["replicas"].as_u64().unwrap_or(0)
+            });
+            if !available {
+                readiness = Readiness {
+                    state: State::Creating,
+                    message: Some(format!(
+                        "the Deployment of predictor {CANARY_PREDICTOR:?} ({prefix}…) has no available replica yet"
+                    )),
+                    url: readiness.url,
+                };
+            }
+        }
+        CanaryStatus {
+            readiness,
+            available_since: true_since(status, "DeploymentsReady"),
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        "Seldon Core 1.18 spec.predictors[].traffic (split by Seldon's Istio or Ambassador ingress)"
     }
 }

@@ -4,10 +4,12 @@
 
 use serde_json::{json, Value};
 
+use super::split::{true_since, CanaryStatus, Companion, TrafficSplit};
 use super::{
-    check_fetchable, condition, text, Field, Protocol, Readiness, Resource, Runtime, Setting,
-    State, Target,
+    check_fetchable, condition, readiness_of, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
+use crate::keys::ANN_CANARY_OF;
 use crate::settings::ServingSettings;
 
 pub(crate) struct SeldonV2;
@@ -138,6 +140,10 @@ impl Target for SeldonV2 {
         check_fetchable(self, uri, "Seldon Core 2's agent")
     }
 
+    fn traffic_split(&self) -> Option<&'static dyn TrafficSplit> {
+        Some(&SeldonV2)
+    }
+
     /// Seldon Core 2 v2.10 (operator/scheduler/model.go, apis/mlops/v1alpha1/model_conditions.go):
     /// the operator sets `ModelReady` (and with it `Ready`) from the scheduler's model status:
     /// `True` for `ModelAvailable`, else `False`, with the scheduler's state as the message and
@@ -181,3 +187,100 @@ const FAILED_STATES: &[&str] = &[
     "ModelTerminated",
     "ModelTerminateFailed",
 ];
+
+/// Seldon Core 2's `Experiment` (`mlops.seldon.io/v1alpha1`).
+pub(crate) const EXPERIMENT: Resource = Resource {
+    group: "mlops.seldon.io",
+    version: "v1alpha1",
+    kind: "Experiment",
+    plural: "experiments",
+};
+
+/// The canary Model of a rollout of `name`.
+fn canary_name(name: &str) -> String {
+    format!("{name}-canary")
+}
+
+/// Seldon Core 2.10.2: a second Model `<name>-canary` with the new version, and an Experiment
+/// `<name>` with `default: <name>` and candidates `<name>` (weight 100-P) and `<name>-canary`
+/// (weight P): with `default` set the split applies to requests addressed to `<name>` itself
+/// (scheduler/pkg/envoy/processor/incremental.go); the scheduler requires `default` among the
+/// candidates (scheduler/pkg/store/experiment/validate.go). Weights are relative.
+impl TrafficSplit for SeldonV2 {
+    fn split(&self, stable: &Value, _canary: &Value, _percent: u8) -> Value {
+        stable.clone()
+    }
+
+    fn companions(
+        &self,
+        name: &str,
+        stable: &Value,
+        canary: &Value,
+        percent: u8,
+    ) -> Vec<Companion> {
+        let canary_model = canary_name(name);
+        let mut model = canary.clone();
+        model["metadata"]["name"] = Value::from(canary_model.clone());
+        model["metadata"]["annotations"][ANN_CANARY_OF] = Value::from(name);
+        let metadata = &stable["metadata"];
+        let experiment = json!({
+            "apiVersion": EXPERIMENT.api_version(),
+            "kind": EXPERIMENT.kind,
+            "metadata": {
+                "name": name,
+                "labels": metadata["labels"],
+                "annotations": { ANN_CANARY_OF: name },
+            },
+            "spec": {
+                "default": name,
+                "candidates": [
+                    { "name": name, "weight": 100 - u32::from(percent) },
+                    { "name": canary_model, "weight": u32::from(percent) },
+                ],
+            },
+        });
+        vec![
+            Companion {
+                resource: self.resource(),
+                name: canary_model,
+                object: model,
+            },
+            Companion {
+                resource: EXPERIMENT,
+                name: name.to_string(),
+                object: experiment,
+            },
+        ]
+    }
+
+    /// The Experiment first: traffic goes back to `<name>` before its candidate goes.
+    fn companion_names(&self, name: &str) -> Vec<(Resource, String)> {
+        vec![
+            (EXPERIMENT, name.to_string()),
+            (self.resource(), canary_name(name)),
+        ]
+    }
+
+    fn canary_object(&self, name: &str) -> Option<String> {
+        Some(canary_name(name))
+    }
+
+    /// The canary Model's own readiness (`ModelReady`): the Experiment routes to it once it is
+    /// Available (the scheduler reverts the route to the default model otherwise).
+    fn canary_status(
+        &self,
+        _name: &str,
+        status: &Value,
+        generation: Option<i64>,
+        _percent: u8,
+    ) -> CanaryStatus {
+        CanaryStatus {
+            readiness: readiness_of(self, generation, status),
+            available_since: true_since(status, "ModelReady"),
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        "Seldon Core 2.10 Experiment (mlops.seldon.io/v1alpha1) between two Models"
+    }
+}

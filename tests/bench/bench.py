@@ -68,6 +68,7 @@ MLMODEL = (
 CONCURRENCY = int(os.environ.get("M2S_BENCH_CONCURRENCY", "16"))
 KUBECTL_SAMPLE = int(os.environ.get("M2S_BENCH_KUBECTL_SAMPLE", "100"))
 CHANGED_MODELS = 10
+ROLLOUTS = 100
 FIELD_MANAGER = "m2s-bench-floor"
 TIME = "/usr/bin/time"
 TARGET = os.environ.get("M2S_BENCH_TARGET") or "seldon-v1"
@@ -627,6 +628,42 @@ class Bench:
                           "archive_existing_versions": True})
 
 
+def rollout_phase(b, ns, like, reps):
+    """Issue 21: 100 progressive rollouts in progress among the 1,200 models (m2s.canary on the
+    model, alias champion moved v1 -> v2, step 1 written; no status, so no step is due), then
+    no-op syncs, each next to a raw read floor. Ends by moving the aliases back (aborting the
+    rollouts) and dropping the tags, so the seed is as it was."""
+    names = [f"{PREFIX}-b-{i:04d}" for i in range(0, 2 * ROLLOUTS, 2)]  # even: they have champion
+
+    def each(f):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(f, names))
+
+    log(f"rollouts: m2s.canary on {len(names)} models, their champion moved to v2")
+    each(lambda n: b.ml.post("registered-models/set-tag",
+                             {"name": n, "key": "m2s.canary", "value": "10,50"}))
+    each(lambda n: b.ml.post("registered-models/alias",
+                             {"name": n, "alias": "champion", "version": "2"}))
+    started = b.m2s(ns, like)
+    log(f"  step 1 written: {started['updated']} updated in {started['wall']:.2f}s")
+    out = {"started": started, "noop": [], "floor": []}
+    for _ in range(reps):
+        fl = b.floor_read(ns, like)
+        r = b.m2s(ns, like)
+        out["floor"].append(fl)
+        out["noop"].append(r)
+        log(f"  {len(names)} rollouts: floor {fl['wall']:.3f}s; no-op {r['wall']:.3f}s, MLflow "
+            f"{r['mlflow']}, Kubernetes {r['kube']} ({r['kube_writes']} writes; audit "
+            f"{r['audit_writes']} writes), RSS {r['maxrss_mb']:.1f} MB")
+    each(lambda n: b.ml.post("registered-models/alias",
+                             {"name": n, "alias": "champion", "version": "1"}))
+    each(lambda n: b.ml.http.request("DELETE", "/api/2.0/mlflow/registered-models/delete-tag",
+                                     {"name": n, "key": "m2s.canary"}))
+    ended = b.m2s(ns, like)
+    log(f"  rollouts aborted (alias back): {ended['updated']} updated")
+    return out
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -743,6 +780,7 @@ def main():
         b.flip_staging(changed)  # leave the seed as it was
         b.m2s(main_ns[1200], groups[1200])
     res[1200]["change"] = change
+    res[1200]["rollout"] = rollout_phase(b, main_ns[1200], groups[1200], reps_noop)
     log(f"kubectl baseline: {KUBECTL_SAMPLE} x `kubectl apply -f`")
     objects, _ = kube.list_all(main_ns[1200])
     res["kubectl"] = b.kubectl_baseline(objects)
@@ -872,6 +910,21 @@ def report(res):
         if ratio[n]["events_ssa"] is not None:
             targets.append((f"{n} models: cold wall with Events <= 1.5x raw SSA + Events floor",
                             ratio[n]["events_ssa"] <= 1.5, f"{ratio[n]['events_ssa']:.2f}x"))
+    ro = res[1200].get("rollout")
+    if ro:
+        ro_ratio = med(ro["noop"]) / med(ro["floor"])
+        print(f"With {ROLLOUTS} rollouts in progress (1,200 models): no-op "
+              f"{fmt_runs(ro['noop'], 'wall')} s, floor {fmt_runs(ro['floor'], 'wall')} s, "
+              f"ratio {ro_ratio:.2f}; MLflow requests {[r['mlflow'] for r in ro['noop']]}")
+        targets += [
+            (f"1200 models, {ROLLOUTS} rollouts in progress: step 1 written to each",
+             ro["started"]["updated"] == ROLLOUTS, str(ro["started"]["updated"])),
+            (f"1200 models, {ROLLOUTS} rollouts in progress: no-op wall <= 1.5x read floor",
+             ro_ratio <= 1.5, f"{ro_ratio:.2f}x"),
+            (f"1200 models, {ROLLOUTS} rollouts in progress, no step due: no write",
+             all(r["kube_writes"] == 0 and r["audit_writes"] == 0 for r in ro["noop"]),
+             str(sorted({r["audit_writes"] for r in ro["noop"]}))),
+        ]
     targets.append(("cold >= 50x faster than kubectl baseline", base_cold >= 50,
                     f"{base_cold:.0f}x"))
     # Preflight: one MLflow request per version to deploy, none on a no-op.

@@ -28,6 +28,7 @@ mod plumbing;
 mod preflight;
 mod render;
 mod replicas;
+mod rollout;
 mod serving;
 mod status;
 mod sync;

@@ -54,6 +54,8 @@ fn change(reg: &Registry, action: Action, name: &str, serves: Option<(&str, &str
             })
         }),
         reason: "why".into(),
+        rollout: None,
+        cleanup: Vec::new(),
     }
 }
 
@@ -89,6 +91,54 @@ fn only_changes_that_deploy_another_version_are_checked() {
 }
 
 #[test]
+fn a_rollout_is_checked_when_its_canary_first_takes_traffic() {
+    use crate::plan::RolloutKind;
+    let reg = registry(&cfg());
+    let with = |kind: RolloutKind| {
+        let mut c = change(
+            &reg,
+            Action::Update,
+            "fraud-production",
+            Some(("fraud", "2")),
+        );
+        c.rollout = Some(Box::new(crate::plan::RolloutChange {
+            kind,
+            stable_version: "2".into(),
+            canary_version: "3".into(),
+            stable: None,
+            ends_rollout: false,
+        }));
+        deployed(&c, &reg)
+    };
+    let steps = vec![10, 50];
+    assert_eq!(
+        with(RolloutKind::Step {
+            step: 1,
+            steps: steps.clone()
+        }),
+        Some(("fraud".to_string(), "3".to_string()))
+    );
+    // Checked then: the later steps and the promotion deploy nothing new; an abort, a clear
+    // and a clean-up leave the stable version.
+    assert_eq!(with(RolloutKind::Step { step: 2, steps }), None);
+    assert_eq!(with(RolloutKind::Promote), None);
+    assert_eq!(
+        with(RolloutKind::Abort {
+            why: "failed".into(),
+            record: true
+        }),
+        None
+    );
+    assert_eq!(with(RolloutKind::Clear), None);
+    assert_eq!(
+        with(RolloutKind::Cleanup {
+            of: "fraud-production".into()
+        }),
+        None
+    );
+}
+
+#[test]
 fn a_refused_version_becomes_its_entry_error_and_its_object_is_held() {
     let reg = registry(&cfg());
     let mut plan = Plan {
@@ -112,6 +162,7 @@ fn a_refused_version_becomes_its_entry_error_and_its_object_is_held() {
         created: None,
         readiness: Readiness::pending(),
         verdict: Verdict::UpdatePending,
+        rollout: crate::rollout::RolloutState::None,
     };
     let mut states = vec![state("fraud-production"), state("old-production")];
     let refused = BTreeMap::from([(

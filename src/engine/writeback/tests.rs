@@ -15,6 +15,7 @@ fn served(name: &str, model: &str, version: &str, r: Readiness) -> Served {
         model: model.into(),
         version: version.into(),
         readiness: r,
+        note: None,
     }
 }
 
@@ -212,6 +213,7 @@ fn after_run_plays_the_applied_changes_onto_the_listed_objects() {
         created: None,
         readiness: ready(State::Available, None),
         verdict: Verdict::InSync,
+        rollout: Default::default(),
     };
     let change = |action, name: &str, entry| Change {
         action,
@@ -220,6 +222,8 @@ fn after_run_plays_the_applied_changes_onto_the_listed_objects() {
         object: Some(Box::new(ObjectRef::default())),
         resolved: None,
         reason: "r".into(),
+        rollout: None,
+        cleanup: Vec::new(),
     };
     let plan = Plan {
         changes: vec![

@@ -59,6 +59,8 @@ fn sample(reg: &Registry) -> Plan {
             })
         }),
         reason: reason.to_string().into(),
+        rollout: None,
+        cleanup: Vec::new(),
     };
     Plan {
         changes: vec![

@@ -24,6 +24,7 @@ fn object(name: &str, state: State, verdict: Verdict, created: &str) -> ObjectSt
             url: None,
         },
         verdict,
+        rollout: Default::default(),
     }
 }
 

@@ -24,7 +24,8 @@ fn a_full_sync_runs_first_then_every_interval() {
     let t0 = Instant::now();
     let mut q = started(t0);
     assert_eq!(q.take(t0), None);
-    assert_eq!(q.idle_for(t0), Some(HOUR));
+    // Woken for the rollout tick in between (see the_leader_ticks_for_rollouts…).
+    assert_eq!(q.idle_for(t0), Some(ROLLOUT_TICK));
     assert_eq!(q.take(t0 + HOUR).map(|j| j.0), Some(Scope::All));
 }
 
@@ -108,7 +109,7 @@ fn overflow_schedules_a_full_sync_and_keeps_the_queue_bounded() {
 fn the_scheduler_wakes_for_an_event_and_stops() {
     let s = std::sync::Arc::new(Scheduler::new(HOUR));
     s.set_leading(true);
-    assert_eq!(s.next(), Some((Scope::All, vec![])));
+    assert_eq!(s.next(), Some(Job::Sync(Scope::All, vec![])));
     s.full_done(true, vec![]);
     let waiter = {
         let s = s.clone();
@@ -116,7 +117,10 @@ fn the_scheduler_wakes_for_an_event_and_stops() {
     };
     std::thread::sleep(Duration::from_millis(50));
     s.push("iris", None);
-    assert_eq!(waiter.join().unwrap().unwrap().0, model("iris", &[]));
+    assert_eq!(
+        waiter.join().unwrap(),
+        Some(Job::Sync(model("iris", &[]), vec![]))
+    );
     s.push("a", None);
     assert_eq!(s.stop(), 1);
     assert_eq!(s.next(), None);
@@ -149,4 +153,27 @@ fn only_the_leading_replica_runs_full_syncs() {
     assert_eq!(q.take(t0 + HOUR * 3), None);
     q.set_leading(true);
     assert_eq!(q.take(t0 + HOUR).map(|j| j.0), Some(Scope::All));
+}
+
+#[test]
+fn the_leader_ticks_for_rollouts_and_a_follower_does_not() {
+    let t0 = Instant::now();
+    let mut q = started(t0);
+    // Idle: the leader wakes for its next tick, not only for the next full sync.
+    assert_eq!(q.idle_for(t0), Some(ROLLOUT_TICK));
+    assert!(!q.tick(t0));
+    let t1 = t0 + ROLLOUT_TICK;
+    assert!(q.tick(t1));
+    assert!(!q.tick(t1), "one tick per period");
+    assert!(q.tick(t1 + ROLLOUT_TICK));
+    // A full sync due goes first (it moves every rollout on), and puts the next tick off.
+    let t2 = t0 + HOUR;
+    assert!(!q.tick(t2));
+    assert_eq!(q.take(t2).map(|j| j.0), Some(Scope::All));
+    q.full_done(t2, true, vec![]);
+    assert!(!q.tick(t2 + ROLLOUT_TICK / 2));
+    // A follower never ticks: its leader does.
+    let mut follower = Queue::new(t0, HOUR);
+    assert!(!follower.tick(t0 + 10 * ROLLOUT_TICK));
+    assert_eq!(follower.idle_for(t0), Some(HOUR));
 }

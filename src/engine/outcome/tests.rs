@@ -1,5 +1,7 @@
 use super::*;
-use crate::targets::{by_id, State};
+use std::time::Duration;
+
+use crate::targets::{by_id, Readiness, State};
 
 fn failure(name: &str) -> Failure {
     Failure {
