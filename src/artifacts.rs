@@ -92,6 +92,16 @@ pub(crate) fn model_uri(
     }
 }
 
+/// Where MLflow's artifact proxy serves the files of `loc`: its path under the artifacts
+/// destination, which is the path m2s puts under `M2S_MLFLOW_STORAGE_ROOT`. `None` for a
+/// location outside the proxy (a store clients write to directly).
+pub(crate) fn proxied_path(loc: &ArtifactLocation) -> Option<String> {
+    if !loc.uri.starts_with("mlflow-artifacts:") {
+        return None;
+    }
+    relative_to_artifact_root(loc)
+}
+
 fn relative_to_artifact_root(loc: &ArtifactLocation) -> Option<String> {
     let path = match loc.uri.split_once("://") {
         Some((_, rest)) => rest,

@@ -5,13 +5,14 @@
 //! below it:
 //!
 //! 1. what a serving stack is: [`targets`] (the seam every stack sits behind), `naming`,
-//!    `quantity`, `settings` (per-model tags), `image`, `artifacts`, and the keys m2s writes
-//!    (`keys`), with small helpers (`hash`, `json`, `files`: atomic writes) and what this build
+//!    `quantity`, `settings` (per-model tags), `image`, `artifacts`, what an MLflow release
+//!    loads (`runtime`), and the keys m2s writes (`keys`), with small helpers (`hash`, `json`, `files`: atomic writes) and what this build
 //!    is (`build_info`);
 //! 2. configuration: `config`, checked before any network call;
 //! 3. the clients: `mlflow` (blocking REST) and `k8s`, which know nothing of plans;
 //! 4. the pure core: `desired` (the registry → the objects that should exist), `plan` (those
-//!    and the cluster's objects → changes) and `status` (what serves, as data);
+//!    and the cluster's objects → changes), `preflight` (a version's `MLmodel` against the
+//!    serving runtime) and `status` (what serves, as data);
 //! 5. the engine: one sync in phases, and what follows it (apply, wait, write-back);
 //! 6. the one-shot `commands` and the long-running `receiver`;
 //! 7. presentation (`present`): text and JSON;
@@ -30,6 +31,7 @@ mod json;
 mod keys;
 mod naming;
 pub mod quantity;
+mod runtime;
 pub mod settings;
 pub mod targets;
 // 2. Configuration.
@@ -40,6 +42,7 @@ mod mlflow;
 // 4. The pure core.
 mod desired;
 mod plan;
+mod preflight;
 mod rollout;
 mod status;
 // 5. The engine.

@@ -151,3 +151,40 @@ fn join_uses_one_slash() {
     assert_eq!(join("s3://b/", "/m/"), "s3://b/m");
     assert_eq!(join("s3://b", ""), "s3://b");
 }
+
+#[test]
+fn proxied_paths_are_the_paths_m2s_rebases() {
+    let lm = loc(
+        "mlflow-artifacts:/1/models/m-0f1e/artifacts",
+        Some("1"),
+        None,
+    );
+    assert_eq!(
+        proxied_path(&lm).as_deref(),
+        Some("1/models/m-0f1e/artifacts")
+    );
+    assert_eq!(
+        model_uri(&lm, Some("s3://b/mlartifacts"), v1()).unwrap(),
+        "s3://b/mlartifacts/1/models/m-0f1e/artifacts"
+    );
+    let run = loc(
+        "mlflow-artifacts://mlflow.example:5000/7/abc/artifacts/model",
+        Some("7"),
+        Some("abc"),
+    );
+    assert_eq!(proxied_path(&run).as_deref(), Some("7/abc/artifacts/model"));
+    // Written to the store directly: not the proxy's.
+    assert_eq!(
+        proxied_path(&loc(
+            "s3://b/mlruns/7/abc/artifacts/model",
+            Some("7"),
+            Some("abc")
+        )),
+        None
+    );
+    // A proxied location without MLflow's layout: nothing m2s could rebase either.
+    assert_eq!(
+        proxied_path(&loc("mlflow-artifacts:/elsewhere/model", None, None)),
+        None
+    );
+}

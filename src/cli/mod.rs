@@ -370,6 +370,37 @@ pub(crate) struct GlobalArgs {
     /// YAML or JSON merge patch (RFC 7386) applied to every object m2s renders.
     #[arg(long, global = true, value_name = "FILE", env = "M2S_OVERLAY")]
     pub(crate) overlay: Option<PathBuf>,
+    /// Seldon Core 1 only: seldon (Seldon's mlflowserver image; objects as before) or v2
+    /// (spec.protocol: v2, served by MLServer) [default: seldon].
+    #[arg(
+        long,
+        global = true,
+        value_name = "PROTOCOL",
+        env = "M2S_SELDON_PROTOCOL"
+    )]
+    pub(crate) seldon_protocol: Option<String>,
+    /// Before an object is created or moved to another version, read that version's MLmodel
+    /// through MLflow and refuse it when the serving runtime cannot load it (the object keeps
+    /// serving the version it has).
+    #[arg(
+        long,
+        global = true,
+        value_name = "BOOL",
+        env = "M2S_PREFLIGHT",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub(crate) preflight: bool,
+    /// The MLflow release the serving runtime loads models with, e.g. 2.19.0 (default: what
+    /// the target's stack ships: kserve 2.10.2, seldon-v2 2.19.0, seldon-v1 2.22.5 with
+    /// protocol seldon and 2.4.2 with v2); set it when the serving image is another.
+    #[arg(
+        long,
+        global = true,
+        value_name = "VERSION",
+        env = "M2S_RUNTIME_MLFLOW_VERSION"
+    )]
+    pub(crate) runtime_mlflow_version: Option<String>,
     /// Stages to deploy, comma separated.
     #[arg(
         long,

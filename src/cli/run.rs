@@ -83,6 +83,9 @@ fn inputs(g: GlobalArgs) -> Inputs {
         canary_deadline: g.canary_deadline,
         kubeconfig: g.kubeconfig,
         context: g.context,
+        preflight: g.preflight,
+        runtime_mlflow_version: g.runtime_mlflow_version,
+        seldon_protocol: g.seldon_protocol,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Validated configuration: everything is checked here, before any network call.
 
 pub mod overlay;
+mod runtime;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use reqwest::Url;
 
 use crate::image::validate_image_reference;
 use crate::naming::is_dns1123_label;
-use crate::targets::{self, Setting, Target};
+use crate::targets::{self, Protocol, Setting, Target};
 use overlay::Overlay;
+pub(crate) use runtime::PreflightConfig;
+use runtime::{preflight_config, protocol};
 
 /// Stages MLflow's registry knows; only the first two are sensible to deploy, but `Archived`
 /// is accepted for teams that serve archived versions for a while.
@@ -84,6 +87,8 @@ pub(crate) struct DeployConfig {
     /// Write each object's state back to MLflow as tags (`sync --write-back`): the registry
     /// then keeps this namespace's write-back tags of the versions it reads.
     pub(crate) write_back: bool,
+    /// The serving protocol m2s writes (`M2S_SELDON_PROTOCOL`); `None`: none set.
+    pub(crate) protocol: Option<Protocol>,
 }
 
 impl DeployConfig {
@@ -105,6 +110,7 @@ impl DeployConfig {
             aliases: AliasSelection::Listed(vec![]),
             mlflow_url: mlflow_url.to_string(),
             write_back: false,
+            protocol: None,
         }
     }
 
@@ -123,6 +129,7 @@ pub(crate) const DEFAULT_CANARY_DEADLINE: Duration = Duration::from_secs(15 * 60
 pub(crate) struct Config {
     pub(crate) mlflow: MlflowConfig,
     pub(crate) deploy: DeployConfig,
+    pub(crate) preflight: PreflightConfig,
     pub(crate) kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use instead of the current one (`--context`).
     pub(crate) kube_context: Option<String>,
@@ -159,6 +166,9 @@ pub(crate) struct Inputs {
     pub(crate) canary_deadline: String,
     pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) context: Option<String>,
+    pub(crate) preflight: bool,
+    pub(crate) runtime_mlflow_version: Option<String>,
+    pub(crate) seldon_protocol: Option<String>,
 }
 
 /// Where MLflow's own client variables are read from; a function so tests need not touch the
@@ -174,6 +184,7 @@ impl Config {
         let mlflow = mlflow_config(s, env)?;
         let mut warnings = Vec::new();
         let deploy = deploy_config(s, env, &mlflow.url, &mut warnings)?;
+        let preflight = preflight_config(s, &deploy)?;
         if s.concurrency == 0 || s.concurrency > 256 {
             bail!(
                 "concurrency (M2S_CONCURRENCY) must be between 1 and 256, not {}",
@@ -195,6 +206,7 @@ impl Config {
         Ok(Config {
             mlflow,
             deploy,
+            preflight,
             kubeconfig: s.kubeconfig.clone(),
             kube_context: optional(&s.context),
             concurrency: s.concurrency,
@@ -325,6 +337,7 @@ fn deploy_config(
         Some(path) if !path.as_os_str().is_empty() => Some(Overlay::load(path, target)?),
         _ => None,
     };
+    let protocol = protocol(s, target, overlay.as_ref())?;
     Ok(DeployConfig {
         target,
         namespace,
@@ -340,6 +353,7 @@ fn deploy_config(
         aliases,
         mlflow_url: url.as_str().trim_end_matches('/').to_string(),
         write_back: false,
+        protocol,
     })
 }
 

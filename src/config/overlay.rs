@@ -49,6 +49,11 @@ impl Overlay {
         &self.hash
     }
 
+    /// The value the overlay sets at `pointer`, if any.
+    pub(crate) fn get(&self, pointer: &str) -> Option<&Value> {
+        self.patch.pointer(pointer).filter(|v| !v.is_null())
+    }
+
     /// Merges the overlay into `object` (RFC 7386).
     pub(crate) fn apply(&self, object: &mut Value) {
         merge_patch(object, &self.patch);

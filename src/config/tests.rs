@@ -316,3 +316,111 @@ fn storage_root_must_be_fetchable_by_the_target() {
     assert!(check_storage_root("pvc://claim", v2).is_err());
     assert!(check_storage_root("hdfs://nn/mlruns", targets::by_id("kserve").unwrap()).is_ok());
 }
+
+#[test]
+fn preflight_runtime_defaults_to_what_each_stack_ships() {
+    let runtime = |target: &str, protocol: Option<&str>| {
+        let mut s = settings();
+        s.target = target.into();
+        s.seldon_protocol = protocol.map(String::from);
+        s.preflight = true;
+        let c = build(&s, &[]).unwrap();
+        assert!(c.preflight.enabled);
+        (c.preflight.mlflow.to_string(), c.preflight.runtime)
+    };
+    assert_eq!(
+        runtime("kserve", None),
+        (
+            "2.10.2".into(),
+            "seldonio/mlserver:1.5.0 with MLflow 2.10.2".into()
+        )
+    );
+    assert_eq!(runtime("seldon-v2", None).0, "2.19.0");
+    assert_eq!(runtime("seldon-v1", None).0, "2.22.5");
+    assert_eq!(
+        runtime("seldon-v1", Some("seldon")).1,
+        "seldonio/mlflowserver:1.18.2 with MLflow 2.22.5"
+    );
+    assert_eq!(
+        runtime("seldon-v1", Some("V2")),
+        (
+            "2.4.2".into(),
+            "seldonio/mlserver:1.3.5-mlflow with MLflow 2.4.2".into()
+        )
+    );
+}
+
+#[test]
+fn runtime_mlflow_version_is_a_setting() {
+    let mut s = settings();
+    s.target = "seldon-v1".into();
+    s.seldon_protocol = Some("v2".into());
+    s.runtime_mlflow_version = Some("2.19.0".into());
+    let c = build(&s, &[]).unwrap();
+    assert_eq!(c.preflight.mlflow.to_string(), "2.19.0");
+    assert!(
+        c.preflight.runtime.contains("M2S_RUNTIME_MLFLOW_VERSION"),
+        "{}",
+        c.preflight.runtime
+    );
+    assert!(
+        !c.preflight.enabled,
+        "off unless M2S_PREFLIGHT (the flag defaults it to true)"
+    );
+    s.runtime_mlflow_version = Some("latest".into());
+    let err = format!("{:#}", build(&s, &[]).unwrap_err());
+    assert!(
+        err.contains("M2S_RUNTIME_MLFLOW_VERSION") && err.contains("\"latest\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn seldon_protocol_is_checked_and_written_only_when_v2() {
+    let mut s = settings();
+    assert_eq!(build(&s, &[]).unwrap().deploy.protocol, None);
+    s.seldon_protocol = Some("seldon".into());
+    assert_eq!(
+        build(&s, &[]).unwrap().deploy.protocol,
+        Some(Protocol::Seldon)
+    );
+    s.seldon_protocol = Some("kfserving".into());
+    let err = format!("{:#}", build(&s, &[]).unwrap_err());
+    assert!(
+        err.contains("M2S_SELDON_PROTOCOL \"kfserving\" is not one of seldon, v2"),
+        "{err}"
+    );
+    for target in ["kserve", "seldon-v2"] {
+        let mut s = settings();
+        s.target = target.into();
+        s.seldon_protocol = Some("v2".into());
+        let err = format!("{:#}", build(&s, &[]).unwrap_err());
+        assert!(
+            err.contains("M2S_SELDON_PROTOCOL has no counterpart on target")
+                && err.contains(target),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_overlays_protocol_chooses_the_runtime_and_may_not_meet_the_setting() {
+    let dir = std::env::temp_dir().join(format!("m2s-config-protocol-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("overlay.yaml");
+    std::fs::write(&path, "spec:\n  protocol: v2\n").unwrap();
+    let mut s = settings();
+    s.overlay = Some(path.clone());
+    let c = build(&s, &[]).unwrap();
+    assert_eq!(c.deploy.protocol, None, "the overlay writes it");
+    assert_eq!(c.preflight.mlflow.to_string(), "2.4.2");
+    s.seldon_protocol = Some("v2".into());
+    let err = format!("{:#}", build(&s, &[]).unwrap_err());
+    assert!(
+        err.contains(
+            "M2S_SELDON_PROTOCOL is set and the overlay (M2S_OVERLAY) sets spec.protocol too"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

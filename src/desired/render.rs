@@ -54,6 +54,9 @@ pub(crate) fn render(
         "metadata": { "labels": labels, "annotations": {} },
         "spec": target.base_spec(&uri),
     });
+    if let Some(protocol) = cfg.protocol {
+        target.set_protocol(&mut object, protocol)?;
+    }
     if let Some(overlay) = &cfg.overlay {
         overlay.apply(&mut object);
     }

@@ -241,6 +241,24 @@ fn seldon_v1_objects_are_byte_for_byte_the_earlier_ones() {
     c.model_secret = Some("s3-creds".into());
     c.default_image = Some("x/y:1".into());
     assert_eq!(render_with(&c, &[], &[]).unwrap().to_string(), golden_full);
+    // M2S_SELDON_PROTOCOL=seldon, the default, writes nothing more.
+    c.protocol = Some(crate::targets::Protocol::Seldon);
+    assert_eq!(render_with(&c, &[], &[]).unwrap().to_string(), golden_full);
+}
+
+#[test]
+fn seldon_v1_protocol_v2_is_written_and_hashed() {
+    let mut c = cfg();
+    let seldon = render_with(&c, &[], &[]).unwrap();
+    c.protocol = Some(crate::targets::Protocol::V2);
+    let v2 = render_with(&c, &[], &[]).unwrap();
+    assert_eq!(v2["spec"]["protocol"], "v2");
+    assert_eq!(v2["spec"]["predictors"], seldon["spec"]["predictors"]);
+    assert_ne!(
+        v2["metadata"]["annotations"][ANN_SPEC_HASH],
+        seldon["metadata"]["annotations"][ANN_SPEC_HASH],
+        "a later run sees the object differ and updates it"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! One sync, in phases: read the registry → observe the cluster → resolve the locations of the
-//! entries that changed → plan ([`prepare`]); then apply the plan, record Events, wait and write
+//! entries that changed → plan → preflight the versions to deploy ([`prepare`]); then apply the plan, record Events, wait and write
 //! back ([`apply::apply`]). A sync covers every model ([`Scope::All`], the one-shot `m2s sync`)
 //! or one model ([`Scope::Model`]: `--model`, and what a webhook event triggers). The engine
 //! takes plain values and returns typed results: it prints nothing.
@@ -7,6 +7,7 @@
 mod after;
 pub(crate) mod apply;
 mod outcome;
+mod preflight;
 mod rollout;
 pub(crate) mod scoped;
 pub(crate) mod wait;
@@ -378,6 +379,7 @@ pub(crate) fn prepare<'c>(
         None => foreign_names(clients, &plan, config)?,
     };
     refuse_taken_names(&mut plan, &registry, &taken);
+    preflight::preflight(clients, &registry, &mut plan, &mut states, config)?;
     let sent = clients.requests().since(before);
     log::debug!(
         "planned in {:.2?}: {} MLflow requests, {} Kubernetes requests",

@@ -122,6 +122,20 @@ impl MlflowClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        self.send(method, &url, body, pass, repeat, parse)
+    }
+
+    /// One request to `url`, retried as `repeat` allows; a successful answer is read by `read`,
+    /// one with a `pass` status handed back.
+    pub(crate) fn send<T>(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        pass: &[StatusCode],
+        repeat: Repeat,
+        read: Reader<T>,
+    ) -> Result<std::result::Result<T, Refused>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -129,7 +143,7 @@ impl MlflowClient {
                 return Err(anyhow!(Cancelled));
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let failed = match self.attempt(&method, &url, body, pass) {
+            let failed = match self.attempt(&method, url, body, pass, read) {
                 Ok(answer) => return Ok(answer),
                 Err(failed) => failed,
             };
@@ -157,12 +171,13 @@ impl MlflowClient {
     }
 
     /// One attempt: the parsed answer, a refusal with a `pass` status, or why it failed.
-    fn attempt<T: DeserializeOwned>(
+    fn attempt<T>(
         &self,
         method: &Method,
         url: &Url,
         body: Option<&serde_json::Value>,
         pass: &[StatusCode],
+        read: Reader<T>,
     ) -> std::result::Result<std::result::Result<T, Refused>, Failed> {
         let mut request = self.http.request(method.clone(), url.clone());
         if let Some(b) = body {
@@ -188,7 +203,7 @@ impl MlflowClient {
         };
         let status = resp.status();
         if status.is_success() {
-            return parse(url, resp).map(Ok).map_err(Failed::Error);
+            return read(url, resp).map(Ok).map_err(Failed::Error);
         }
         let after = retry_after(resp.headers());
         let detail = error_detail(resp);
@@ -233,6 +248,9 @@ impl MlflowClient {
         })
     }
 }
+
+/// How a successful answer is read.
+pub(crate) type Reader<T> = fn(&Url, reqwest::blocking::Response) -> Result<T>;
 
 /// A successful answer, parsed as it arrives, never held whole: a page of 500 runs with their
 /// parameters, metrics and tags can be megabytes, of which m2s keeps a few fields per run.

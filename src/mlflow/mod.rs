@@ -3,6 +3,7 @@
 //! Reads, plus (with write-back) tag writes on model versions. Every failure is an error naming
 //! the URL; callers treat a failed read as "the registry is unknown" and write nothing.
 
+mod artifacts;
 mod http;
 mod locations;
 mod registry;
@@ -24,6 +25,7 @@ use crate::cancel::Cancel;
 use crate::config::{MlflowAuth, MlflowConfig};
 use crate::settings::Tag;
 
+pub(crate) use artifacts::ArtifactFile;
 pub(crate) use http::{Repeat, Unanswered};
 pub(crate) use locations::Resolved;
 #[cfg(test)]

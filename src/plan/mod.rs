@@ -23,7 +23,8 @@ mod tests;
 
 use observe::{needs_location, reasons, StaleObject};
 pub(crate) use observe::{Differing, Found, ObjectRef, Observer, Verdict};
-use rollout::{decide, Decision, RolloutChange, RolloutKind, Rollouts};
+use rollout::{decide, Decision, Rollouts};
+pub(crate) use rollout::{RolloutChange, RolloutKind};
 
 use crate::rollout::Clock;
 use crate::targets::Resource;
@@ -142,6 +143,8 @@ pub(crate) struct Plan {
     pub(crate) managed: usize,
     /// UIDs of the objects left as they are because their entry cannot be deployed.
     pub(crate) held: BTreeMap<String, String>,
+    /// Why preflight checked none (or not all) of the versions to deploy, said once per run.
+    pub(crate) preflight_skipped: Option<String>,
 }
 
 impl Plan {

@@ -77,6 +77,9 @@ pub(crate) fn render_text(plan: &Plan, registry: &Registry, cfg: &DeployConfig) 
         };
         write_errors(&mut out, &plan.errors, width);
     }
+    if let Some(note) = &plan.preflight_skipped {
+        let _ = writeln!(out, "{note}\n");
+    }
     if plan.changes.is_empty() {
         let n = plan.unchanged.len();
         let _ = writeln!(
@@ -110,6 +113,8 @@ struct JsonPlan<'a> {
     unchanged: Vec<&'a str>,
     summary: JsonSummary,
     deletion_guard: JsonGuard,
+    /// Why preflight did not check the versions to deploy (null: it checked them all, or was off).
+    preflight_skipped: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -256,6 +261,7 @@ pub(crate) fn render_doc(
             refused: refusal.is_some(),
             message: refusal.map(|e| format!("{e:#}")),
         },
+        preflight_skipped: plan.preflight_skipped.as_deref(),
     };
     format.write(&doc)
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use super::split::{true_since, CanaryStatus, TrafficSplit};
 use super::{
-    check_fetchable, condition, readiness_of, text, Field, Readiness, Resource, Setting, State,
-    Target,
+    check_fetchable, condition, readiness_of, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
 use crate::naming;
 use crate::settings::ServingSettings;
@@ -136,6 +136,16 @@ impl Target for KServe {
 
     fn fields(&self) -> &'static [Field] {
         FIELDS
+    }
+
+    /// The Helm chart's `kserve-mlserver` runtime; the kustomize manifests run
+    /// `seldonio/mlserver:1.7.1` (MLflow 2.19.0), for which M2S_RUNTIME_MLFLOW_VERSION is set.
+    fn runtime(&self, _protocol: Option<Protocol>) -> Runtime {
+        Runtime {
+            server: "seldonio/mlserver:1.5.0",
+            mlflow: "2.10.2",
+            source: "KServe v0.20.0's Helm chart (charts/kserve-runtime-configs/values.yaml, the kserve-mlserver runtime for modelFormat mlflow)",
+        }
     }
 
     fn default_image_label(&self) -> &'static str {

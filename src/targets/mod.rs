@@ -162,6 +162,36 @@ impl Readiness {
     }
 }
 
+/// How a Seldon Core 1 predictor serves an MLflow model (`M2S_SELDON_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Seldon's own protocol: the `seldonio/mlflowserver` image (no `spec.protocol`).
+    Seldon,
+    /// The open inference protocol v2 (`spec.protocol: v2`): MLServer.
+    V2,
+}
+
+impl Protocol {
+    /// The setting's value, as it is written in `spec.protocol`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Protocol::Seldon => "seldon",
+            Protocol::V2 => "v2",
+        }
+    }
+}
+
+/// The model server a stack runs for an MLflow model, and the MLflow it loads models with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runtime {
+    /// What runs, e.g. `seldonio/mlserver:1.5.0`.
+    pub server: &'static str,
+    /// The MLflow release inside it, e.g. `2.10.2`.
+    pub mlflow: &'static str,
+    /// Where that comes from: the stack's release and the file that says so.
+    pub source: &'static str,
+}
+
 /// Readiness of an object whose `metadata.generation` is `generation`: a status written for
 /// an older generation (`status.observedGeneration` below it) says nothing yet about the
 /// current spec, so it counts as `Creating` whatever it said. Controllers that do not report
@@ -205,6 +235,18 @@ pub trait Target: Sync {
     fn no_counterpart_hint(&self, _setting: Setting) -> &'static str {
         ""
     }
+    /// The protocols the stack serves an MLflow model with (`M2S_SELDON_PROTOCOL`), its
+    /// default first; empty when there is no choice.
+    fn protocols(&self) -> &'static [Protocol] {
+        &[]
+    }
+    /// Writes `protocol`, one of [`protocols`](Target::protocols), into a rendered object.
+    fn set_protocol(&self, _object: &mut Value, _protocol: Protocol) -> Result<(), String> {
+        Ok(())
+    }
+    /// The model server the stack runs for an MLflow model with `protocol` (`None`: the
+    /// default), as the stack's release ships it: what preflight checks a model against.
+    fn runtime(&self, protocol: Option<Protocol>) -> Runtime;
     /// Completes an object once its settings are set, or refuses a combination of settings the
     /// stack cannot express.
     fn finish(&self, _object: &mut Value, _settings: &ServingSettings) -> Result<(), String> {

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use super::split::{true_since, CanaryStatus, TrafficSplit};
 use super::{
-    condition, readiness_of, set_pointer, text, Field, Readiness, Resource, Setting, State, Target,
+    condition, readiness_of, set_pointer, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
 use crate::settings::ServingSettings;
 
@@ -116,6 +117,34 @@ impl Target for SeldonV1 {
 
     fn fields(&self) -> &'static [Field] {
         FIELDS
+    }
+
+    /// `seldon` (the default) writes no `spec.protocol`: the objects stay as they always were.
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Seldon, Protocol::V2]
+    }
+
+    fn set_protocol(&self, object: &mut Value, protocol: Protocol) -> Result<(), String> {
+        match protocol {
+            Protocol::Seldon => Ok(()),
+            Protocol::V2 => set_pointer(object, "/spec/protocol", json!(protocol.id())),
+        }
+    }
+
+    /// Seldon Core 1.18.2's `MLFLOW_SERVER` images (operator/config/manager/configmap.yaml).
+    fn runtime(&self, protocol: Option<Protocol>) -> Runtime {
+        match protocol.unwrap_or(Protocol::Seldon) {
+            Protocol::Seldon => Runtime {
+                server: "seldonio/mlflowserver:1.18.2",
+                mlflow: "2.22.5",
+                source: "Seldon Core 1.18.2 (servers/mlflowserver/mlflowserver/requirements.txt: mlflow >= 2.9.2, < 3.0, installed when the pod starts: the newest 2.x, 2.22.5)",
+            },
+            Protocol::V2 => Runtime {
+                server: "seldonio/mlserver:1.3.5-mlflow",
+                mlflow: "2.4.2",
+                source: "Seldon Core 1.18.2 (predictor_servers MLFLOW_SERVER v2); the image's MLflow is unpinned (MLServer 1.3.5 runtimes/mlflow/setup.py): 2.4.2, reconstructed from the image's date (2023-07)",
+            },
+        }
     }
 
     fn default_image_label(&self) -> &'static str {

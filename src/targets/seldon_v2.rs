@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::split::{true_since, CanaryStatus, Companion, TrafficSplit};
 use super::{
-    check_fetchable, condition, readiness_of, text, Field, Readiness, Resource, Setting, State,
-    Target,
+    check_fetchable, condition, readiness_of, text, Field, Protocol, Readiness, Resource, Runtime,
+    Setting, State, Target,
 };
 use crate::keys::ANN_CANARY_OF;
 use crate::settings::ServingSettings;
@@ -99,6 +99,14 @@ impl Target for SeldonV2 {
 
     fn fields(&self) -> &'static [Field] {
         FIELDS
+    }
+
+    fn runtime(&self, _protocol: Option<Protocol>) -> Runtime {
+        Runtime {
+            server: "seldonio/mlserver:1.7.1",
+            mlflow: "2.19.0",
+            source: "Seldon Core 2.10.2 (k8s/helm-charts/seldon-core-v2-setup/values.yaml, the MLServer Server)",
+        }
     }
 
     fn default_image_label(&self) -> &'static str {

@@ -12,7 +12,13 @@ Python standard library only. It drives the release binary (target/release/m2s):
   3. the floor: the same MLflow search pages and Kubernetes LIST pages fetched raw, and the
      same objects applied by raw server-side apply at the same concurrency;
   4. the baseline: one `kubectl apply -f` process per object on a sample, extrapolated;
-  5. growth: the same measurements for a 600-model subset (or, with SCALE, the 12,000 models).
+  5. growth: the same measurements for a 600-model subset (or, with SCALE, the 12,000 models);
+  6. preflight: each seeded version has an MLmodel (put through MLflow's artifact proxy into the
+     sandbox's S3 stand-in). The cold syncs above run with M2S_PREFLIGHT=false, so that they
+     compare with their floors (Kubernetes writes) as before; one more cold sync of the 1,200
+     models runs with preflight (the default), and its MLflow requests must exceed the cold
+     sync's without it by exactly the versions it deploys (one MLmodel read each). The no-op
+     and small-change syncs run with preflight on: none on a no-op, one per version moved.
 
 Prints a table, the ratios and PASS/FAIL per target; exits 1 when a target fails.
 Environment: M2S_BENCH_TARGET (seldon-v1, kserve, seldon-v2; `make bench TARGET=...`),
@@ -42,13 +48,23 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.path.join(ROOT, "target", "release", "m2s")
+# cargo's target directory (CARGO_TARGET_DIR, relative to the repository when relative).
+BINARY = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target", "release", "m2s")
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "m2s-sandbox", "bench")
 
 PREFIX = os.environ.get("M2S_BENCH_PREFIX", "m2sbench1")
 GROUP_SIZE = 600  # models <PREFIX>-a-NNNN and <PREFIX>-b-NNNN: a = the 600 subset, a+b = 1,200
 VERSIONS = 3
 SEED_TAG = "m2s-bench-seeded"
+# Set once a model's versions have their MLmodel (seeds of earlier bench versions have none).
+MLMODEL_TAG = "m2s-bench-mlmodel"
+# What MLflow writes for a scikit-learn model saved with cloudpickle: what preflight reads.
+MLMODEL = (
+    "flavors:\n"
+    "  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl, python_version: 3.11.7}\n"
+    "  sklearn: {pickled_model: model.pkl, serialization_format: cloudpickle, sklearn_version: 1.9.1}\n"
+    "mlflow_version: 3.17.2\n"
+)
 CONCURRENCY = int(os.environ.get("M2S_BENCH_CONCURRENCY", "16"))
 KUBECTL_SAMPLE = int(os.environ.get("M2S_BENCH_KUBECTL_SAMPLE", "100"))
 CHANGED_MODELS = 10
@@ -181,6 +197,14 @@ class Mlflow:
     def get(self, path, query):
         return self.http.request("GET", f"/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}")
 
+    def put_artifact(self, artifact_uri, path, text):
+        """`text` as `<artifact_uri>/<path>` through MLflow's artifact proxy."""
+        if not artifact_uri.startswith("mlflow-artifacts:"):
+            sys.exit(f"seed: run artifact URI {artifact_uri} is not behind MLflow's artifact proxy")
+        where = urllib.parse.quote(artifact_uri[len("mlflow-artifacts:"):].strip("/") + "/" + path)
+        return self.http.request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{where}", text,
+                                 headers={"Content-Type": "application/octet-stream"})
+
     def search_models(self, name_like):
         """All pages of registered-models/search (max_results 1000), as m2s reads them."""
         models, token, pages = [], None, 0
@@ -249,7 +273,8 @@ def seed(ml):
     marker = os.path.join(CACHE, f"seed-{PREFIX}.json")
     expected = {"prefix": PREFIX, "models": 2 * GROUP_SIZE, "versions": VERSIONS}
     models, _ = ml.search_models(PREFIX + "-")
-    done = {m["name"] for m in models if any(t["key"] == SEED_TAG for t in m.get("tags", []))}
+    done = {m["name"] for m in models
+            if {SEED_TAG, MLMODEL_TAG} <= {t["key"] for t in m.get("tags", [])}}
     todo = [n for n in model_names("ab") if n not in done]
     if not todo:
         log(f"seed: reusing {len(done)} models under prefix {PREFIX!r} (marker {marker})")
@@ -270,7 +295,9 @@ def seed(ml):
             ml.http.request("DELETE", "/api/2.0/mlflow/registered-models/delete", {"name": name})
         ml.post("registered-models/create", {"name": name})
         for _ in range(VERSIONS):
-            run = ml.post("runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+            info = ml.post("runs/create", {"experiment_id": exp})["run"]["info"]
+            run = info["run_id"]
+            ml.put_artifact(info["artifact_uri"], "model/MLmodel", MLMODEL)
             ml.post(
                 "model-versions/create",
                 {"name": name, "source": f"runs:/{run}/model", "run_id": run},
@@ -284,6 +311,7 @@ def seed(ml):
         if int(name[-4:]) % 2 == 0:
             ml.post("registered-models/alias", {"name": name, "alias": "champion", "version": "1"})
         ml.post("registered-models/set-tag", {"name": name, "key": SEED_TAG, "value": "1"})
+        ml.post("registered-models/set-tag", {"name": name, "key": MLMODEL_TAG, "value": "1"})
 
     with ThreadPoolExecutor(8) as pool:
         for i, _ in enumerate(pool.map(one, todo), 1):
@@ -408,6 +436,8 @@ class Audit:
 
 
 REQ_LINE = re.compile(r"requests: MLflow (\d+), Kubernetes (\d+) \((\d+) writes\)")
+PREFLIGHT = re.compile(r"preflight against .*?: (\d+) versions to deploy, (\d+) checked, "
+                       r"(\d+) refused \((\d+) MLflow requests\)")
 PLANNED = re.compile(r"planned in ([0-9.]+)(ms|s|µs)")
 SUMMARY = re.compile(r"Sync: (\d+) created, (\d+) updated, (\d+) deleted, (\d+) unchanged, "
                      r"(\d+) failed, (\d+) not deployable")
@@ -444,7 +474,7 @@ class Bench:
             "M2S_MLFLOW_HOST": self.mlflow_url,
             "M2S_TARGET": TARGET,
             "M2S_NAMESPACE": ns,
-            "M2S_MLFLOW_STORAGE_ROOT": "s3://mlflow/mlruns",
+            "M2S_MLFLOW_STORAGE_ROOT": self.env["M2S_SANDBOX_STORAGE_ROOT"],
             "M2S_MODEL_FILTER": f"name LIKE '{name_like}%'",
             "M2S_ALIASES": "champion",
             "M2S_CONCURRENCY": str(CONCURRENCY),
@@ -452,9 +482,10 @@ class Bench:
         env.update(settings)
         return env
 
-    def m2s(self, ns, name_like, events=True):
+    def m2s(self, ns, name_like, events=True, preflight=True):
         env = self.m2s_env(ns, name_like, M2S_RUN_TIMEOUT="900",
-                       M2S_EVENTS="true" if events else "false", RUST_LOG="m2s=debug")
+                           M2S_EVENTS="true" if events else "false", RUST_LOG="m2s=debug",
+                           M2S_PREFLIGHT="true" if preflight else "false")
         self.audit.start()
         # Peak RSS from GNU time: a child forked from this (large) Python process would count
         # Python's pages in its own ru_maxrss until it execs.
@@ -480,6 +511,7 @@ class Bench:
             sys.exit(f"m2s sync in {ns} exited {proc.returncode}\n{out[-3000:]}\n{err[-3000:]}")
         m = REQ_LINE.search(err)
         s = SUMMARY.search(out)
+        pf = PREFLIGHT.search(err)
         p = PLANNED.search(err)
         planned = None
         if p:
@@ -503,6 +535,10 @@ class Bench:
             "unchanged": int(s.group(4)),
             "maxrss_mb": maxrss_kb / 1024,
             "cpu": usage.ru_utime + usage.ru_stime,
+            # No preflight line: no version to deploy, no preflight request.
+            "preflight_versions": int(pf.group(1)) if pf else 0,
+            "preflight_refused": int(pf.group(3)) if pf else 0,
+            "preflight_requests": int(pf.group(4)) if pf else 0,
         }
 
     def floor_read(self, ns, name_like):
@@ -693,7 +729,7 @@ def main():
         events = i == reps_cold  # the last round: Events on
         for n, like in groups.items():
             ns = b.namespace(f"cold{n}")
-            r = b.m2s(ns, like, events=events)
+            r = b.m2s(ns, like, events=events, preflight=False)
             r["ns"] = ns
             res[n]["cold_events" if events else "cold"].append(r)
             log(f"  cold {n} {ns}{' (Events)' if events else ''}: {r['wall']:.2f}s, "
@@ -710,6 +746,15 @@ def main():
                 kube.delete_all(ns)
             else:
                 main_ns[n] = ns
+    log("cold sync with preflight (the default) of the 1,200 models (Events off): one MLmodel "
+        "read per version it deploys")
+    ns = b.namespace("coldpf")
+    r = b.m2s(ns, groups[1200], events=False)
+    res[1200]["cold_preflight"] = [r]
+    log(f"  cold 1200 {ns} with preflight: {r['wall']:.2f}s, {r['created']} created, MLflow "
+        f"{r['mlflow']} ({r['preflight_requests']} for preflight: {r['preflight_versions']} "
+        f"versions, {r['preflight_refused']} refused), RSS {r['maxrss_mb']:.1f} MB")
+    kube.delete_all(ns)
     log(f"no-op syncs x{reps_noop}, each next to a raw read floor")
     for i in range(reps_noop):
         for n, like in groups.items():
@@ -784,6 +829,9 @@ def report(res):
                 ssa, ssa[0]["objects"])
         add(f"cold sync with Events (default), {n} models", g["cold_events"],
             g["cold_events"][0]["created"])
+        if "cold_preflight" in g:
+            add(f"cold sync with preflight (default), {n} models", g["cold_preflight"],
+                g["cold_preflight"][0]["created"])
         if g["ssa_events"]:
             ssa = [dict(r, kube=r["requests"], kube_writes=r["requests"]) for r in g["ssa_events"]]
             add(f"floor: raw server-side apply + Event x{ssa[0]['objects']}", ssa,
@@ -879,6 +927,24 @@ def report(res):
         ]
     targets.append(("cold >= 50x faster than kubectl baseline", base_cold >= 50,
                     f"{base_cold:.0f}x"))
+    # Preflight: one MLflow request per version to deploy, none on a no-op.
+    pf = res[1200]["cold_preflight"][0]
+    off = median([r["mlflow"] for r in res[1200]["cold"]])
+    targets += [
+        ("preflight: a cold sync of 1200 models reads one MLmodel per version it deploys",
+         pf["preflight_requests"] == pf["preflight_versions"] > 0 and pf["preflight_refused"] == 0
+         and pf["mlflow"] - off == pf["preflight_requests"],
+         f"{pf['preflight_versions']} versions, {pf['preflight_requests']} requests; MLflow "
+         f"{off:g} without preflight -> {pf['mlflow']}; wall {med(res[1200]['cold']):.2f}s -> "
+         f"{pf['wall']:.2f}s"),
+        ("preflight: no request on a no-op sync",
+         all(r["preflight_requests"] == 0 for n in (small_n, big_n) for r in res[n]["noop"]),
+         str(sorted({r["preflight_requests"] for n in (small_n, big_n) for r in res[n]["noop"]}))),
+        (f"preflight: one request per version moved (small change, {CHANGED_MODELS} models)",
+         all(r["preflight_requests"] == r["preflight_versions"] == CHANGED_MODELS
+             for r in res[1200]["change"]),
+         str(sorted({r["preflight_requests"] for r in res[1200]["change"]}))),
+    ]
     # Linear time, with the 20% slack issue 14 allows (10x the models: <= 12x the time); the
     # same bound for the plain bench's doubling, whose runs are short and noisy.
     limit = factor * 1.2

@@ -540,3 +540,48 @@ fn slugs_follow_githubs_rules() {
     let a = anchors("# A\n## A\n```\n# not\n```\n");
     assert_eq!(a, ["a".to_string(), "a-1".to_string()].into());
 }
+
+/// `docs/serving.md` shows the Secrets and ServiceAccount a team makes exactly as
+/// `tests/serving/examples/` has them (the files the serving suite applies), and names each
+/// target's runtime with the MLflow preflight checks against.
+#[test]
+fn the_serving_page_shows_the_tested_credentials_and_runtimes() {
+    use m2s::targets::{by_id, Protocol};
+    let page = fs::read_to_string(repo().join("docs/serving.md")).unwrap();
+    let mut problems = Vec::new();
+    for entry in fs::read_dir(repo().join("tests/serving/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        let yaml: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        let yaml = yaml.join("\n");
+        if !page.contains(&yaml) {
+            problems.push(format!(
+                "docs/serving.md does not show {} as it is:\n{yaml}",
+                path.display()
+            ));
+        }
+    }
+    let runtimes = [
+        ("kserve", None),
+        ("seldon-v2", None),
+        ("seldon-v1", Some(Protocol::Seldon)),
+        ("seldon-v1", Some(Protocol::V2)),
+    ];
+    for (target, protocol) in runtimes {
+        let r = by_id(target).unwrap().runtime(protocol);
+        let row = page
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{target}`")) && l.contains(r.server));
+        match row {
+            Some(row) if row.contains(&format!("**{}**", r.mlflow)) => {}
+            _ => problems.push(format!(
+                "docs/serving.md has no runtime row for {target} with `{}` and **{}**",
+                r.server, r.mlflow
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

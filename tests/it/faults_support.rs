@@ -46,8 +46,16 @@ impl Req {
             .split_once('?')
             .is_some_and(|(_, q)| q.split('&').any(|kv| kv.split('=').next() == Some(key)))
     }
+    /// Whether this request is preflight's: an `MLmodel` (or its folder's listing) read through
+    /// MLflow's artifact proxy.
+    pub fn is_artifact_read(&self) -> bool {
+        self.method == "GET" && self.path().contains("/api/2.0/mlflow-artifacts/artifacts")
+    }
     /// Whether this request changes MLflow: anything but the read endpoints m2s uses.
     pub fn is_write(&self) -> bool {
+        if self.is_artifact_read() {
+            return false;
+        }
         const READS: [&str; 7] = [
             "/registered-models/search",
             "/model-versions/get",

@@ -12,6 +12,7 @@ mod controllers;
 mod faults_support;
 mod monitoring_support;
 mod net_support;
+mod serving_support;
 mod webhook_support;
 
 // The suites.
@@ -24,9 +25,11 @@ mod feedback;
 mod flags;
 mod monitoring;
 mod plumbing;
+mod preflight;
 mod render;
 mod replicas;
 mod rollout;
+mod serving;
 mod status;
 mod sync;
 mod targets;

@@ -713,3 +713,43 @@ fn deleting_the_model_mid_rollout_deletes_what_the_rollout_added() {
         "the Experiment is left"
     );
 }
+
+/// Preflight stops a version the runtime cannot load before its canary takes any traffic: the
+/// object keeps serving the stable version alone, with no rollout started.
+#[test]
+fn a_canary_the_runtime_cannot_load_takes_no_traffic() {
+    each_target(|r| {
+        let ml = r.s.sb.mlflow();
+        let run = ml.run_info(&r.runs[r.v(2)]);
+        let skops = crate::common::MLMODEL
+            .replace("model.pkl", "model.skops")
+            .replace(
+                "serialization_format: cloudpickle",
+                "serialization_format: skops",
+            );
+        ml.put_artifact(
+            run["artifact_uri"].as_str().unwrap(),
+            "model/MLmodel",
+            &skops,
+        );
+        let rv = r.rv();
+        r.point(2);
+        let refused = run_expect(&mut r.m2s(&["sync"]), 1);
+        assert!(
+            refused.stdout.contains(&format!(
+                "cannot load version {} of model {:?}: it is saved in scikit-learn's \"skops\"",
+                r.v(2),
+                r.model
+            )),
+            "{}",
+            refused.stdout
+        );
+        assert_eq!(r.rv(), rv, "the object was written");
+        assert_eq!(r.ann("m2s.io/rollout"), None);
+        assert!(r.canary_model().is_none());
+        // A loadable version rolls out as usual.
+        r.point(3);
+        r.sync();
+        r.assert_step(1, 3, 10, "1");
+    });
+}

@@ -438,6 +438,8 @@ fn artifact_locations_resolve_and_rebase() {
                 .as_str()
                 .unwrap()
                 .to_string();
+            let artifact_uri = logged["model"]["info"]["artifact_uri"].as_str().unwrap();
+            ml.put_mlmodel(artifact_uri, "");
             let v = ml.post(
                 "model-versions/create",
                 json!({ "name": lm, "source": format!("models:/{model_id}"), "model_id": model_id }),
@@ -449,7 +451,20 @@ fn artifact_locations_resolve_and_rebase() {
             (lm, model_id)
         });
 
-    run_expect(sb.m2s(&ns, &p).arg("sync"), 0);
+    let r = run_expect(sb.m2s(&ns, &p).arg("sync"), 0);
+    // The s3:// version's files are not behind MLflow's proxy: preflight says so, once.
+    assert_eq!(
+        r.stdout.matches("Preflight skipped").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Preflight skipped: 1 version whose files are not behind MLflow's artifact proxy (e.g. version 1 of model")
+            && r.stdout.contains("at s3://models-bucket/fraud/7: clients write to the store directly) not checked."),
+        "{}",
+        r.stdout
+    );
     let objs = sb.seldon_deployments(&ns);
     let uri = |m: &str| {
         graph(&objs[&format!("{m}-production")])["modelUri"]

@@ -9,15 +9,15 @@
 #   champion → the same, credentials for another endpoint   download_failed
 #   champion → a skops version (MLflow 3.x)   load_failed ("Unrecognized serialization format: skops")
 #   champion → a version whose files are gone download_failed
-# (The last two are what m2s's preflight is to refuse; here m2s still writes them and the
-# harness shows what the stack would do.)
+# (The last two are what m2s's preflight refuses, as the serving:: suite shows; here m2s runs with
+# M2S_PREFLIGHT=false, writes them all the same, and the harness shows what the stack would do.)
 #
 #   bash tests/serving/e2e.sh [TARGET...]      (default: kserve seldon-v1 seldon-v2)
 # Needs a running sandbox (tests/sandbox/up.sh) and an m2s binary (M2S, default target/debug/m2s).
-# Seldon Core 1: m2s writes no spec.protocol; MLServer serves MLFLOW_SERVER only with
-# `protocol: v2`, so it is added here (the default `seldon` protocol runs seldonio/mlflowserver).
-# The image is set to seldonio/mlserver:1.7.1 (M2S_SELDON_DEF_IMAGE): Seldon's default for
-# MLFLOW_SERVER v2, seldonio/mlserver:1.3.5-mlflow, fails to load (case seldon-default-image).
+# Seldon Core 1: MLServer serves MLFLOW_SERVER only with `protocol: v2` (M2S_SELDON_PROTOCOL=v2;
+# the default `seldon` protocol runs seldonio/mlflowserver). The image is set to
+# seldonio/mlserver:1.7.1 (M2S_SELDON_DEF_IMAGE): Seldon's default for MLFLOW_SERVER v2,
+# seldonio/mlserver:1.3.5-mlflow, fails to load (case seldon-default-image).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ENV_FILE="${M2S_SANDBOX_DIR:-$HOME/.cache/m2s-sandbox/run}/env"
@@ -68,12 +68,13 @@ m2s_sync() { # m2s_sync TARGET NS
     kserve) extra=(M2S_SERVICE_ACCOUNT=models-s3) ;;
     # Seldon 1.18's own MLFLOW_SERVER v2 image (seldonio/mlserver:1.3.5-mlflow) cannot read an
     # MLflow 3 signature: the image MLServer 1.7.1, as a team would set it.
-    seldon-v1) extra=(M2S_MODEL_SECRET=models-rclone M2S_SELDON_DEF_IMAGE=seldonio/mlserver:1.7.1) ;;
+    seldon-v1) extra=(M2S_MODEL_SECRET=models-rclone M2S_SELDON_PROTOCOL=v2
+      M2S_SELDON_DEF_IMAGE=seldonio/mlserver:1.7.1 M2S_RUNTIME_MLFLOW_VERSION=2.19.0) ;;
     seldon-v2) extra=(M2S_MODEL_SECRET=models-s3-rclone) ;;
   esac
   env M2S_MLFLOW_HOST="$M2S_SANDBOX_MLFLOW_URL" M2S_TARGET="$1" M2S_SELDON_DEPLOYMENT_NS="$2" \
     M2S_MLFLOW_STORAGE_ROOT="$M2S_SANDBOX_STORAGE_ROOT" M2S_ALIASES=champion \
-    M2S_MODEL_FILTER="name = '$MODEL'" "${extra[@]}" "$M2S" sync >>"$WORK/m2s.log" 2>&1
+    M2S_MODEL_FILTER="name = '$MODEL'" M2S_PREFLIGHT=false "${extra[@]}" "$M2S" sync >>"$WORK/m2s.log" 2>&1
 }
 
 resource() { case $1 in kserve) echo inferenceservices.serving.kserve.io ;; seldon-v1) echo seldondeployments.machinelearning.seldon.io ;; seldon-v2) echo models.mlops.seldon.io ;; esac; }
@@ -82,7 +83,6 @@ fails=0
 HARNESS_ARGS=()
 check() { # check TARGET NS CASE WANT_STAGE [WANT_PREDICTION_JSON] [RESOURCES_NS]
   local t="$1" ns="$2" case="$3" want="$4" expect="${5:-}" res_ns="${6:-$2}" name="$MODEL-champion"
-  [[ $t == seldon-v1 ]] && k patch -n "$ns" "$(resource "$t")" "$name" --type merge -p '{"spec":{"protocol":"v2"}}' >/dev/null
   k get -n "$ns" "$(resource "$t")" "$name" -o json >"$WORK/$t-$case.object.json"
   k get -n "$res_ns" secret,serviceaccount -o json >"$WORK/$t-$case.resources.json"
   local args=(--target "$t" --object "$WORK/$t-$case.object.json" --resources "$WORK/$t-$case.resources.json"

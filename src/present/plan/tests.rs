@@ -207,4 +207,27 @@ fn json_document() {
         v["deletion_guard"],
         json!({"refused": true, "message": "refusing to delete"})
     );
+    assert_eq!(v["preflight_skipped"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_skipped_preflight_is_said_once_before_the_summary() {
+    let c = cfg("seldon-v1");
+    let reg = registry(&c);
+    let note = "Preflight skipped: MLflow at http://mlflow:5000 does not serve artifacts; 2 versions to deploy not checked.";
+    let plan = Plan {
+        preflight_skipped: Some(note.into()),
+        ..sample(&reg)
+    };
+    let text = render_text(&plan, &reg, &c);
+    assert_eq!(text.matches("Preflight skipped").count(), 1, "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "{note}\n\nPlan: 1 to add, 1 to change, 1 to destroy.\n"
+        )),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&render_doc(&plan, &reg, &c, None, Doc::Json)).unwrap();
+    assert_eq!(v["preflight_skipped"], note);
 }

@@ -23,7 +23,7 @@ pub struct Sandbox {
     pub recorded_mlflow_version: Option<String>,
 }
 
-fn sandbox_required() -> bool {
+pub fn sandbox_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
         || std::env::var("M2S_SANDBOX_REQUIRED").is_ok_and(|v| v == "1")
 }
@@ -39,6 +39,21 @@ fn env_file_vars() -> BTreeMap<String, String> {
         .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// A variable of the sandbox: from the environment, else from `$M2S_SANDBOX_DIR/env`.
+pub fn sandbox_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .or_else(|| env_file_vars().remove(name))
+        .filter(|v| !v.is_empty())
+}
+
+/// Every `M2S_SANDBOX_*` variable of the sandbox (the environment's win over the env file's).
+pub fn sandbox_vars() -> BTreeMap<String, String> {
+    let mut vars = env_file_vars();
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("M2S_SANDBOX_")));
+    vars
 }
 
 impl Sandbox {
@@ -379,7 +394,19 @@ impl Mlflow {
         self.version(name, &format!("runs:/{run_id}/model"), Some(&run_id))
     }
 
+    /// A version of `source`. A `runs:/<run>/<path>` source gets an `MLmodel` at `<path>` of the
+    /// run's artifacts, as a model logged there has: preflight reads it before deploying.
     pub fn version(&self, name: &str, source: &str, run_id: Option<&str>) -> String {
+        if let Some((run, path)) = source
+            .strip_prefix("runs:/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            let artifact_uri = self.run_info(run)["artifact_uri"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            self.put_mlmodel(&artifact_uri, path);
+        }
         let mut body = json!({ "name": name, "source": source });
         if let Some(r) = run_id {
             body["run_id"] = json!(r);
@@ -414,4 +441,55 @@ impl Mlflow {
     pub fn run_info(&self, run_id: &str) -> Value {
         self.get("runs/get", &[("run_id", run_id)])["run"]["info"].clone()
     }
+
+    /// Writes `text` as `<artifact_uri>/<path>` through MLflow's artifact proxy (an
+    /// `mlflow-artifacts:` location, as the sandbox's runs and logged models have).
+    pub fn put_artifact(&self, artifact_uri: &str, path: &str, text: &str) {
+        let dir = artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .unwrap_or_else(|| panic!("{artifact_uri} is not behind MLflow's artifact proxy"))
+            .trim_start_matches('/');
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{dir}/{}",
+            self.base,
+            path.trim_matches('/')
+        );
+        let resp = self
+            .http
+            .put(&url)
+            .body(text.to_string())
+            .send()
+            .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+        assert!(resp.status().is_success(), "PUT {url} -> {}", resp.status());
+    }
+
+    /// An `MLmodel` (a scikit-learn model saved with cloudpickle, the way MLflow writes it) in
+    /// the folder `path` of `artifact_uri`; nothing for a location outside MLflow's artifact
+    /// proxy (a server a test starts itself, with local artifacts: preflight skips those).
+    pub fn put_mlmodel(&self, artifact_uri: &str, path: &str) {
+        if !artifact_uri.starts_with("mlflow-artifacts:") {
+            return;
+        }
+        let file = format!("{}/MLmodel", path.trim_matches('/'));
+        self.put_artifact(artifact_uri, &file, MLMODEL);
+    }
 }
+
+/// What `MLmodel` the suites' versions have: loadable by every runtime m2s knows (no
+/// signature, cloudpickle).
+pub const MLMODEL: &str = "flavors:
+  python_function:
+    env:
+      conda: conda.yaml
+      virtualenv: python_env.yaml
+    loader_module: mlflow.sklearn
+    model_path: model.pkl
+    predict_fn: predict
+    python_version: 3.11.7
+  sklearn:
+    code: null
+    pickled_model: model.pkl
+    serialization_format: cloudpickle
+    sklearn_version: 1.9.1
+mlflow_version: 3.17.2
+";

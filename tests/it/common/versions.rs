@@ -19,6 +19,13 @@ pub const LOGGED_MODELS: Feature = Feature {
     since: (3, 0),
 };
 
+/// scikit-learn models saved as skops (`serialization_format="skops"`, the default of
+/// `mlflow.sklearn.log_model` from 3.14): MLflow 3.9.
+pub const SKOPS: Feature = Feature {
+    what: "skops serialization format",
+    since: (3, 9),
+};
+
 /// Model Registry webhooks (`/webhooks`): MLflow 3.3.
 pub const WEBHOOKS: Feature = Feature {
     what: "webhooks",
