@@ -9,7 +9,7 @@ SANDBOX_ENV = $(SANDBOX_DIR)/env
 MLFLOW2_SANDBOX_DIR = $${M2S_SANDBOX_MLFLOW2_DIR:-$(SANDBOX_DIR)-mlflow2}
 ## The suites (modules of the integration-test crate tests/it) test-mlflow2 runs against
 ## MLflow 2.x (CI too).
-MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults:: render:: preflight:: serving::
+MLFLOW2_SUITES ?= plumbing:: sync:: targets:: faults:: render:: preflight:: serving:: rollout::
 
 TARGET ?= seldon-v1
 

@@ -140,7 +140,7 @@ fn schema_rejects_unknown_keys_at_every_level() {
 #[test]
 fn schema_rejects_wrong_types() {
     let helm = need!(helm());
-    let cases: [&[&str]; 14] = [
+    let cases: [&[&str]; 18] = [
         &["--set-string", "suspend=yes"],
         &["--set-string", "dryRun=true"],
         &["--set-string", "maxDeletes=3"],
@@ -155,6 +155,10 @@ fn schema_rejects_wrong_types() {
         &["--set-string", "serving.createNamespace=true"],
         &["--set", "overlay=5"],
         &["--set", "overlay=true"],
+        &["--set", "serving.seldonProtocol=grpc"],
+        &["--set-string", "preflight.enabled=false"],
+        &["--set", "preflight.runtimeMlflowVersion=latest"],
+        &["--set", "rollout.canaryDeadline=15 minutes"],
     ];
     for args in cases {
         template_fails(&helm, args, "schema");
@@ -388,6 +392,38 @@ fn settings_without_a_counterpart_on_the_target_fail() {
 }
 
 #[test]
+fn the_seldon_protocol_is_refused_where_the_target_has_no_protocols() {
+    // serving.seldonProtocol chooses a SeldonDeployment's server: on the other targets the
+    // chart refuses it at install, as m2s would at every run.
+    let helm = need!(helm());
+    let python = need!(kv_python());
+    for target in TARGETS {
+        let args = [
+            "--set".to_string(),
+            format!("target={}", target.id()),
+            "--set".to_string(),
+            "serving.seldonProtocol=v2".to_string(),
+        ];
+        let args = as_strs(&args);
+        if target.protocols().is_empty() {
+            let expected = format!(
+                "serving.seldonProtocol has no counterpart on target {} ({})",
+                target.id(),
+                target.resource().kind
+            );
+            template_fails(&helm, &args, &expected);
+        } else {
+            let docs = yaml_docs(&python, &render_yaml(&helm, &args));
+            assert_eq!(
+                env_value(&docs, "M2S_SELDON_PROTOCOL").as_deref(),
+                Some("v2"),
+                "{args:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn notes_tell_how_to_run_now_and_read_logs() {
     let helm = need!(helm());
     let dir = temp_dir("notes");
@@ -484,6 +520,10 @@ const FULL: &[&str] = &[
     "--set", "serving.registrySecret=regcred",
     "--set", "serving.modelSecret=s3-creds",
     "--set", "serving.serviceAccount=models-sa",
+    "--set", "serving.seldonProtocol=v2",
+    "--set", "preflight.enabled=false",
+    "--set-string", "preflight.runtimeMlflowVersion=2.19.0",
+    "--set", "rollout.canaryDeadline=20m",
     "--set", "overlay.metadata.labels.cost-center=ml",
     "--set", "overlay.metadata.annotations.team=a",
     "--set", "stages={Production}",
@@ -855,6 +895,10 @@ fn env_vars_are_rendered_only_for_set_values() {
         ("M2S_MLFLOW_DEPLOY_IMG_TAG", "serving-image"),
         ("M2S_REGISTRY_SECRET", "regcred"),
         ("M2S_MODEL_SECRET", "s3-creds"),
+        ("M2S_SELDON_PROTOCOL", "v2"),
+        ("M2S_PREFLIGHT", "false"),
+        ("M2S_RUNTIME_MLFLOW_VERSION", "2.19.0"),
+        ("M2S_CANARY_DEADLINE", "20m"),
         ("M2S_STAGES", "Production"),
         ("M2S_ALIASES", "champion,challenger"),
         ("M2S_INSTANCE", "team-a"),

@@ -88,7 +88,7 @@ Use as (include "m2s.target" . | fromJson).
 */}}
 {{- define "m2s.target" -}}
 {{- $targets := dict
-  "seldon-v1" (dict "kind" "SeldonDeployment" "group" "machinelearning.seldon.io" "plural" "seldondeployments" "settings" (list "defaultImage" "registrySecret" "modelSecret" "serviceAccount"))
+  "seldon-v1" (dict "kind" "SeldonDeployment" "group" "machinelearning.seldon.io" "plural" "seldondeployments" "settings" (list "defaultImage" "registrySecret" "modelSecret" "serviceAccount" "seldonProtocol"))
   "kserve" (dict "kind" "InferenceService" "group" "serving.kserve.io" "plural" "inferenceservices" "settings" (list "defaultImage" "registrySecret" "serviceAccount"))
   "seldon-v2" (dict "kind" "Model" "group" "mlops.seldon.io" "plural" "models" "settings" (list "modelSecret")) }}
 {{- $t := index $targets (toString .Values.target) }}
@@ -157,8 +157,9 @@ Checks of value combinations the schema cannot express. Renders nothing.
   "defaultImage" "a Model runs on a Seldon Server, whose image is the Server's; unset it"
   "registrySecret" "image pull secrets belong to the Seldon Server; unset it"
   "serviceAccount" "a Model has no pods of its own; unset it"
-  "modelSecret" "KServe reads storage credentials through the predictor's ServiceAccount; set serving.serviceAccount instead" }}
-{{- range $key := list "defaultImage" "registrySecret" "modelSecret" "serviceAccount" }}
+  "modelSecret" "KServe reads storage credentials through the predictor's ServiceAccount; set serving.serviceAccount instead"
+  "seldonProtocol" "it chooses the server of a Seldon Core 1 SeldonDeployment; unset it" }}
+{{- range $key := list "defaultImage" "registrySecret" "modelSecret" "serviceAccount" "seldonProtocol" }}
 {{- if and (include "m2s.serving" (list $ $key)) (not (has $key $target.settings)) }}
 {{- $from := ternary "serving" "seldon" (not (empty (index ($.Values.serving | default dict) $key))) }}
 {{- fail (printf "%s.%s has no counterpart on target %s (%s): %s" $from $key $.Values.target $target.kind (index $hints $key)) }}

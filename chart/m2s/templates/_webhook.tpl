@@ -71,6 +71,22 @@ receiver's have the same (a chart test compares the two).
 - name: M2S_SERVICE_ACCOUNT
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.serving.seldonProtocol }}
+- name: M2S_SELDON_PROTOCOL
+  value: {{ . | quote }}
+{{- end }}
+{{- if not .Values.preflight.enabled }}
+- name: M2S_PREFLIGHT
+  value: "false"
+{{- end }}
+{{- with .Values.preflight.runtimeMlflowVersion }}
+- name: M2S_RUNTIME_MLFLOW_VERSION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.rollout.canaryDeadline }}
+- name: M2S_CANARY_DEADLINE
+  value: {{ . | quote }}
+{{- end }}
 {{- if include "m2s.overlay" . }}
 - name: M2S_OVERLAY
   value: /etc/m2s/overlay/overlay.yaml
