@@ -601,25 +601,6 @@ fn the_role_grants_the_lease_by_name_and_seldon_v2_experiments() {
     let helm = need!(helm());
     let python = need!(kv_python());
     let sandbox = need!(Sandbox::get());
-    // The Experiment CRD, so that kubectl can name the resource (created once, if absent).
-    let crd = repo().join("../shared/seldon/experiments.mlops.seldon.io.v1alpha1.yaml");
-    if !crd.is_file() {
-        need!(unavailable::<()>(&format!(
-            "no Experiment CRD at {}",
-            crd.display()
-        )));
-    }
-    if sandbox
-        .admin(&["get", "crd", "experiments.mlops.seldon.io"])
-        .is_err()
-    {
-        let out = run(sandbox.cmd().args(["create", "-f"]).arg(&crd)).unwrap();
-        assert!(
-            out.status.success() || stderr(&out).contains("AlreadyExists"),
-            "{}",
-            stderr(&out)
-        );
-    }
     let base = unique_name("lease");
     let (release_ns, serving_ns) = (format!("{base}-r"), format!("{base}-s"));
     for ns in [&release_ns, &serving_ns] {

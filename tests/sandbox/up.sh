@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Starts the sandbox (etcd + kube-apiserver with RBAC and TLS, the CRDs of the three serving
-# targets, an S3 stand-in (moto) and an MLflow server that keeps its artifacts there) on free
-# loopback ports, or reuses the one already running. Prints the environment to use it; the same
-# lines are in $M2S_SANDBOX_DIR/env.
+# targets and Seldon Core 2's Experiment, an S3 stand-in (moto) and an MLflow server that keeps
+# its artifacts there) on free loopback ports, or reuses the one already running. Prints the
+# environment to use it; the same lines are in $M2S_SANDBOX_DIR/env.
 #   M2S_SANDBOX_MLFLOW=3|2      the MLflow line to serve: 3 (default) the newest 3.x, 2 the newest
 #                               2.x; a running sandbox of the other line is restarted
 #   KUBEBUILDER_ASSETS=DIR      use DIR/kube-apiserver and DIR/etcd instead of the cached build
 #   M2S_TEST_KUBECONFIG=FILE    use that cluster; start no control plane
-#   M2S_SELDON_CRD, M2S_KSERVE_CRD, M2S_SELDON_V2_CRD=FILE
+#   M2S_SELDON_CRD, M2S_KSERVE_CRD, M2S_SELDON_V2_CRD, M2S_SELDON_V2_EXPERIMENT_CRD=FILE
 #                               install these CRDs (default: the real ones in ../shared when it is
 #                               there, else the trimmed fixtures in tests/fixtures/)
 source "$(dirname "$0")/lib.sh"
@@ -49,6 +49,8 @@ crd_files() {
   crd_file M2S_SELDON_CRD seldon/seldondeployments.machinelearning.seldon.io.v1.yaml seldon-crd.yaml
   crd_file M2S_KSERVE_CRD kserve/inferenceservices.serving.kserve.io.v1beta1.yaml kserve-crd.yaml
   crd_file M2S_SELDON_V2_CRD seldon/models.mlops.seldon.io.v1alpha1.yaml seldon-v2-crd.yaml
+  # Seldon Core 2 splits a progressive rollout's traffic with an Experiment.
+  crd_file M2S_SELDON_V2_EXPERIMENT_CRD seldon/experiments.mlops.seldon.io.v1alpha1.yaml seldon-v2-experiment-crd.yaml
 }
 crd_sources() {
   local f
