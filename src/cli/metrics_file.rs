@@ -78,6 +78,7 @@ impl RunRecord {
             deleted: o.deleted,
             failed: o.failures.len(),
             not_deployable: o.not_deployable,
+            rollouts: o.rollouts,
         });
         let metrics = RunMetrics {
             namespace: self.namespace.clone(),

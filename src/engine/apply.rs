@@ -2,13 +2,16 @@
 //! asked, wait for the written objects and write their state back to MLflow. The result is a
 //! [`SyncOutcome`]: exit codes, metrics, logs and Events read it, nothing parses strings.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::{stream, StreamExt};
 
 use super::after::{wait_for, write_back};
-pub(crate) use super::outcome::{not_available, Failure, SyncOutcome, SyncResult, LISTED};
+pub(crate) use super::outcome::{
+    not_available, Failure, RolloutCounts, SyncOutcome, SyncResult, LISTED,
+};
 use super::rollout;
 use super::wait::{Tracker, WaitOutcome};
 use super::Prepared;
@@ -16,7 +19,7 @@ use crate::config::Config;
 use crate::desired::render;
 use crate::k8s::{Applied, Note, Reason, Recorder};
 use crate::plan::rollout::RolloutKind;
-use crate::plan::{describe, Action, Change};
+use crate::plan::{describe, Action, Change, Plan};
 use crate::targets::{readiness_of, Readiness, Resource};
 use k8s_openapi::jiff::Timestamp;
 
@@ -114,6 +117,7 @@ pub(crate) fn apply(
         unchanged: plan.unchanged.len(),
         changes: plan.changes.len(),
         not_deployable: plan.errors.len(),
+        rollouts: rollouts_written(plan, &applied),
         failures,
         ..SyncOutcome::default()
     };
@@ -227,6 +231,31 @@ async fn write_change(
     };
     rollout::delete_companions(kube, &change.cleanup, &deploy.instance, dry_run).await?;
     Ok(written)
+}
+
+/// The rollout steps, promotions and aborts among the changes written: every planned one but
+/// those that failed (`applied` holds every failure, but a success only when kept).
+fn rollouts_written(plan: &Plan, applied: &[Applying]) -> RolloutCounts {
+    let failed: BTreeSet<usize> = applied
+        .iter()
+        .filter(|a| a.error.is_some())
+        .map(|a| a.change)
+        .collect();
+    let written = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !failed.contains(i));
+    let mut counts = RolloutCounts::default();
+    for kind in written.filter_map(|(_, c)| c.rollout.as_ref().map(|r| &r.kind)) {
+        match kind {
+            RolloutKind::Step { .. } => counts.steps += 1,
+            RolloutKind::Promote => counts.promoted += 1,
+            RolloutKind::Abort { .. } => counts.aborted += 1,
+            RolloutKind::Clear | RolloutKind::Cleanup { .. } => {}
+        }
+    }
+    counts
 }
 
 /// The Event of a change that was written.

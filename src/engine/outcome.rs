@@ -47,6 +47,27 @@ impl SyncResult {
     }
 }
 
+/// Progressive-rollout changes a sync wrote (counted in the metrics; an abort is what teams
+/// alert on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RolloutCounts {
+    /// Steps written, the first included.
+    pub(crate) steps: usize,
+    pub(crate) promoted: usize,
+    pub(crate) aborted: usize,
+}
+
+impl RolloutCounts {
+    /// `(label, count)` pairs, as the metrics label them.
+    pub(crate) fn labelled(self) -> [(&'static str, usize); 3] {
+        [
+            ("step", self.steps),
+            ("promoted", self.promoted),
+            ("aborted", self.aborted),
+        ]
+    }
+}
+
 /// What the writes of one sync did.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SyncOutcome {
@@ -59,6 +80,8 @@ pub(crate) struct SyncOutcome {
     pub(crate) changes: usize,
     pub(crate) failures: Vec<Failure>,
     pub(crate) not_deployable: usize,
+    /// Rollout steps, promotions and aborts written.
+    pub(crate) rollouts: RolloutCounts,
     /// `--wait`'s result, when it waited for something.
     pub(crate) wait: Option<WaitOutcome>,
     /// Write-back's result, when it ran.

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::build_info::{self, label_value};
+use crate::engine::apply::RolloutCounts;
 
 /// What a run came to, as the textfile reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,8 @@ pub(crate) struct Changes {
     pub(crate) deleted: usize,
     pub(crate) failed: usize,
     pub(crate) not_deployable: usize,
+    /// Progressive-rollout steps, promotions and aborts written.
+    pub(crate) rollouts: RolloutCounts,
 }
 
 const LAST_SUCCESS: &str = "m2s_run_last_success_timestamp_seconds";
@@ -90,6 +93,19 @@ pub(crate) fn render(m: &RunMetrics) -> String {
         "m2s_run_changes",
         "Objects the last run created, updated and deleted, and changes that failed.",
         &actions,
+        l,
+    );
+    let r = c.rollouts;
+    let rollouts = [
+        (",change=\"step\"", r.steps.to_string()),
+        (",change=\"promoted\"", r.promoted.to_string()),
+        (",change=\"aborted\"", r.aborted.to_string()),
+    ];
+    gauge(
+        &mut out,
+        "m2s_run_rollout_changes",
+        "Progressive-rollout changes the last run wrote: step (the first included), promoted, aborted (the new version rolled back by itself).",
+        &rollouts,
         l,
     );
     if let Some(c) = m.changes {

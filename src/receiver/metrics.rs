@@ -1,5 +1,5 @@
 //! The receiver's metrics, in Prometheus' text format (version 0.0.4), written by hand: a few
-//! counters, one histogram and three gauges need no client library.
+//! counters, one histogram and a few gauges need no client library.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::event::EVENT_LABELS;
+use crate::engine::apply::RolloutCounts;
 use crate::engine::Requests;
 
 pub(crate) const REJECT_REASONS: [&str; 6] = [
@@ -56,6 +57,8 @@ struct Values {
     durations: BTreeMap<&'static str, Histogram>,
     requests: BTreeMap<(&'static str, &'static str), u64>,
     changes: BTreeMap<(&'static str, &'static str), u64>,
+    /// Progressive-rollout changes written, by what they did (step, promoted, aborted).
+    rollouts: BTreeMap<&'static str, u64>,
     last_full_success: Option<f64>,
     queued: usize,
     /// When the sync in progress started.
@@ -82,6 +85,7 @@ pub(crate) struct SyncRecord {
     pub(crate) deleted: usize,
     /// Entries that cannot be deployed (a full sync that finished its plan).
     pub(crate) not_deployable: Option<usize>,
+    pub(crate) rollouts: RolloutCounts,
 }
 
 fn known(list: &'static [&'static str], value: &str) -> &'static str {
@@ -101,6 +105,8 @@ impl Metrics {
     /// Every series starts at 0, so rates work from the first scrape.
     pub(crate) fn new() -> Metrics {
         let mut v = Values::default();
+        v.rollouts
+            .extend(RolloutCounts::default().labelled().map(|(l, _)| (l, 0)));
         v.received.extend(EVENT_LABELS.iter().map(|l| (*l, 0)));
         v.rejected.extend(REJECT_REASONS.iter().map(|l| (*l, 0)));
         v.ignored.extend(IGNORE_REASONS.iter().map(|l| (*l, 0)));
@@ -164,6 +170,9 @@ impl Metrics {
             ] {
                 *v.changes.entry((r.kind, action)).or_default() += n as u64;
             }
+            for (change, n) in r.rollouts.labelled() {
+                *v.rollouts.entry(change).or_default() += n as u64;
+            }
             if r.kind == "full" && matches!(r.result, "ok" | "not_deployable") {
                 v.ready = true;
                 v.last_full_success = Some(unix_now());
@@ -217,6 +226,7 @@ impl Metrics {
             for ((kind, action), n) in &v.changes {
                 let _ = writeln!(out, "m2s_sync_changes_total{{kind=\"{kind}\",action=\"{action}\"}} {n}");
             }
+            counter(&mut out, "m2s_rollout_changes_total", "Progressive-rollout changes written, by change: step (the first included), promoted, aborted (the new version rolled back by itself).", "change", &v.rollouts);
             let _ = writeln!(out, "# HELP m2s_last_full_sync_success_timestamp_seconds Unix time the last successful full sync finished (0: none yet).\n# TYPE m2s_last_full_sync_success_timestamp_seconds gauge\nm2s_last_full_sync_success_timestamp_seconds {}", v.last_full_success.unwrap_or(0.0));
             let _ = writeln!(out, "# HELP m2s_sync_queue_models Models waiting for a sync.\n# TYPE m2s_sync_queue_models gauge\nm2s_sync_queue_models {}", v.queued);
             let _ = writeln!(out, "# HELP m2s_leader Whether this replica holds the Lease and runs the periodic full sync (1) or not (0).\n# TYPE m2s_leader gauge\nm2s_leader {}", u8::from(v.leader));

@@ -219,6 +219,7 @@ fn probes_report_liveness_and_readiness() {
         updated: 0,
         deleted: 0,
         not_deployable: Some(0),
+        rollouts: Default::default(),
     });
     assert_eq!(r.get("/readyz"), (200, "ready\n".into()));
     let (status, text) = r.get("/metrics");

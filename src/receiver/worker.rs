@@ -108,6 +108,7 @@ impl Worker {
             updated: 0,
             deleted: 0,
             not_deployable: None,
+            rollouts: Default::default(),
         };
         let ok = match &finished {
             Err(Abandoned::Deadline) => {
@@ -163,6 +164,7 @@ impl Worker {
         record.requests = o.requests;
         (record.created, record.updated, record.deleted) = (o.created, o.updated, o.deleted);
         record.not_deployable = Some(o.not_deployable);
+        record.rollouts = o.rollouts;
         let r = o.requests;
         log::info!(
             kind, model, result = result.label(), duration_ms = ms,

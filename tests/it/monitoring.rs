@@ -221,7 +221,7 @@ fn alert_rules_pass_promtool_check_rules_with_runbooks() {
     let file = rule_file(&docs, &dir, "rules.json", false);
     let (ok, out) = check_rules(&promtool, &file);
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
     let monitoring = fs::read_to_string(cs::repo().join("docs/monitoring.md")).unwrap();
     let groups = one(&docs, "PrometheusRule")["spec"]["groups"]
         .as_array()
@@ -254,7 +254,7 @@ fn alert_rules_pass_promtool_check_rules_with_runbooks() {
             alert
         })
         .collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 10);
     // Only what runs is alerted on: no receiver, no receiver rules; no CronJob, no CronJob rules.
     let cron_only = render(
         &helm,
@@ -389,9 +389,18 @@ fn alerts_fire_on_failures_and_stay_quiet_otherwise() {
             series("m2s_run_last_timestamp_seconds", &format!("{c},instance=\"node-b\""), "1000x120"),
             series("m2s_run_last_success_timestamp_seconds", &format!("{c},instance=\"node-b\""), "100x120"),
             series("m2s_entries_not_deployable", &format!("{c},instance=\"node-b\""), "1x120"),
+            // One rollout aborted at minute 20, by the receiver and by a CronJob run.
+            series("m2s_rollout_changes_total", &format!("{r},change=\"aborted\""), "0x20 1x100"),
+            series("m2s_run_rollout_changes", &format!("{c},instance=\"node-b\",change=\"aborted\""), "0x20 1 0x99"),
         ],
         "alert_rule_test": [
             alert("10m", "M2sSyncsFailing", &[]),
+            alert("10m", "M2sRolloutAborted", &[]),
+            alert("40m", "M2sRolloutAborted", &[&rl]),
+            alert("60m", "M2sRolloutAborted", &[]),
+            alert("10m", "M2sCronJobRolloutAborted", &[]),
+            alert("40m", "M2sCronJobRolloutAborted", &[&cl]),
+            alert("60m", "M2sCronJobRolloutAborted", &[]),
             alert("40m", "M2sSyncsFailing", &[&rl]),
             alert("40m", "M2sNoSuccessfulFullSync", &[&rl]),
             alert("40m", "M2sWebhookDeliveriesRefused", &[&rl]),
@@ -415,6 +424,8 @@ fn alerts_fire_on_failures_and_stay_quiet_otherwise() {
         "M2sCronJobRunFailing",
         "M2sCronJobNoSuccessfulRun",
         "M2sCronJobEntriesNotDeployable",
+        "M2sRolloutAborted",
+        "M2sCronJobRolloutAborted",
     ]
     .iter()
     .map(|a| alert("100m", a, &[]))
@@ -434,6 +445,11 @@ fn alerts_fire_on_failures_and_stay_quiet_otherwise() {
             series("m2s_run_last_timestamp_seconds", &format!("{c},instance=\"node-b\""), now),
             series("m2s_run_last_success_timestamp_seconds", &format!("{c},instance=\"node-b\""), now),
             series("m2s_entries_not_deployable", &format!("{c},instance=\"node-b\""), "0x120"),
+            // Rollouts that step and promote, none aborted.
+            series("m2s_rollout_changes_total", &format!("{r},change=\"step\""), "0+1x120"),
+            series("m2s_rollout_changes_total", &format!("{r},change=\"aborted\""), "0x120"),
+            series("m2s_run_rollout_changes", &format!("{c},instance=\"node-b\",change=\"promoted\""), "1x120"),
+            series("m2s_run_rollout_changes", &format!("{c},instance=\"node-b\",change=\"aborted\""), "0x120"),
         ],
         "alert_rule_test": quiet,
     });

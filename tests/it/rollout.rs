@@ -357,7 +357,19 @@ fn a_failed_canary_is_aborted_and_not_tried_again() {
         r.point(2);
         r.sync();
         r.failed_step();
-        r.sync();
+        // The run that aborts says so in its metrics too (what M2sCronJobRolloutAborted reads).
+        let metrics = crate::faults_support::temp_dir("rollout-metrics").join("m2s.prom");
+        run_expect(
+            &mut r.m2s(&["sync", "--metrics-file", metrics.to_str().unwrap()]),
+            0,
+        );
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        for (change, n) in [("step", 0), ("promoted", 0), ("aborted", 1)] {
+            assert!(
+                text.contains(&format!("change=\"{change}\"}} {n}\n")),
+                "{change}: {text}"
+            );
+        }
         r.assert_alone(1);
         assert_eq!(r.ann("m2s.io/rollout").as_deref(), Some("aborted"));
         assert_eq!(r.ann("m2s.io/canary-version").as_deref(), Some(r.v(2)));
@@ -544,6 +556,11 @@ fn the_receiver_moves_a_rollout_on_by_itself() {
         "no tick (model sync): {}",
         receiver.log()
     );
+    // Step 2 and the promotion were this receiver's writes, and nothing was aborted.
+    for (change, n) in [("step", 1.0), ("promoted", 1.0), ("aborted", 0.0)] {
+        let series = format!("m2s_rollout_changes_total{{change=\"{change}\"}}");
+        assert_eq!(receiver.metric(&series), n, "{series}");
+    }
 }
 
 /// The chart's Role for Seldon Core 2 is enough for a whole rollout, canary Model and

@@ -1,13 +1,14 @@
 use super::*;
 
 /// Every metric the textfile may hold.
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "m2s_build_info",
     "m2s_run_last_timestamp_seconds",
     "m2s_run_success",
     "m2s_run_last_success_timestamp_seconds",
     "m2s_run_duration_seconds",
     "m2s_run_changes",
+    "m2s_run_rollout_changes",
     "m2s_entries_not_deployable",
 ];
 
@@ -35,6 +36,11 @@ fn a_successful_run_reports_every_sample_with_its_labels() {
         deleted: 0,
         failed: 0,
         not_deployable: 3,
+        rollouts: crate::engine::apply::RolloutCounts {
+            steps: 0,
+            promoted: 1,
+            aborted: 2,
+        },
     };
     let text = render(&metrics(true, Some(changes)));
     let l = "namespace=\"models\",m2s_instance=\"m2s\"";
@@ -48,6 +54,9 @@ fn a_successful_run_reports_every_sample_with_its_labels() {
         format!("m2s_run_changes{{{l},action=\"deleted\"}} 0"),
         format!("m2s_run_changes{{{l},action=\"failed\"}} 0"),
         format!("m2s_entries_not_deployable{{{l}}} 3"),
+        format!("m2s_run_rollout_changes{{{l},change=\"step\"}} 0"),
+        format!("m2s_run_rollout_changes{{{l},change=\"promoted\"}} 1"),
+        format!("m2s_run_rollout_changes{{{l},change=\"aborted\"}} 2"),
     ] {
         assert!(
             text.lines().any(|x| x == line),
@@ -71,6 +80,7 @@ fn a_run_that_ended_early_reports_failure_and_no_entry_count() {
     assert!(text.contains("m2s_run_success{namespace=\"models\",m2s_instance=\"m2s\"} 0\n"));
     assert!(text.contains("m2s_run_last_success_timestamp_seconds{namespace=\"models\",m2s_instance=\"m2s\"} 1600000000.000\n"));
     assert!(text.contains("action=\"failed\"} 0\n"));
+    assert!(text.contains("change=\"aborted\"} 0\n"));
     assert!(!text.contains("m2s_entries_not_deployable"), "{text}");
 }
 

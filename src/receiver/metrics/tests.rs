@@ -14,6 +14,11 @@ fn record(kind: &'static str, result: &'static str, secs: f64) -> SyncRecord {
         updated: 1,
         deleted: 0,
         not_deployable: Some(3),
+        rollouts: RolloutCounts {
+            steps: 1,
+            promoted: 0,
+            aborted: usize::from(result == "failed"),
+        },
     }
 }
 
@@ -24,6 +29,7 @@ fn renders_every_series_and_counts_what_happened() {
     assert!(text.contains("m2s_webhook_events_rejected_total{reason=\"bad_signature\"} 0"));
     assert!(text.contains("m2s_syncs_total{kind=\"model\",result=\"ok\"} 0"));
     assert!(text.contains("m2s_last_full_sync_success_timestamp_seconds 0"));
+    assert!(text.contains("m2s_rollout_changes_total{change=\"aborted\"} 0\n"));
     let build = format!(
         "m2s_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
         env!("CARGO_PKG_VERSION"),
@@ -55,6 +61,9 @@ fn renders_every_series_and_counts_what_happened() {
         "m2s_sync_duration_seconds_count{kind=\"full\"} 2",
         "m2s_sync_requests_total{kind=\"model\",backend=\"kubernetes\"} 4",
         "m2s_sync_changes_total{kind=\"full\",action=\"update\"} 2",
+        "m2s_rollout_changes_total{change=\"step\"} 3",
+        "m2s_rollout_changes_total{change=\"promoted\"} 0",
+        "m2s_rollout_changes_total{change=\"aborted\"} 1",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
