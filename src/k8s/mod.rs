@@ -462,14 +462,7 @@ impl Kube {
         resource_version: Option<&str>,
         dry_run: bool,
     ) -> Result<()> {
-        let dp = DeleteParams {
-            dry_run,
-            preconditions: Some(Preconditions {
-                uid: uid.map(String::from),
-                resource_version: resource_version.map(String::from),
-            }),
-            ..DeleteParams::default()
-        };
+        let dp = delete_params(uid, resource_version, dry_run);
         self.sending()?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         match self.api.delete(name, &dp).await {
@@ -483,6 +476,19 @@ impl Kube {
             )),
             Err(e) => Err(self.explain(e, "delete", Some(name))),
         }
+    }
+}
+
+/// A delete that happens only while the object is the one m2s read: its UID (and, when
+/// given, its resourceVersion) as preconditions.
+fn delete_params(uid: Option<&str>, resource_version: Option<&str>, dry_run: bool) -> DeleteParams {
+    DeleteParams {
+        dry_run,
+        preconditions: Some(Preconditions {
+            uid: uid.map(String::from),
+            resource_version: resource_version.map(String::from),
+        }),
+        ..DeleteParams::default()
     }
 }
 

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use anyhow::{anyhow, Result};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
-use super::{api_resource, status_code, Applied, Kube, FIELD_MANAGER};
+use super::{api_resource, delete_params, status_code, Applied, Kube, FIELD_MANAGER};
 use crate::keys::is_owned;
 use crate::targets::Resource;
 
@@ -99,14 +99,7 @@ impl Kube {
         uid: Option<&str>,
         dry_run: bool,
     ) -> Result<()> {
-        let dp = DeleteParams {
-            dry_run,
-            preconditions: Some(Preconditions {
-                uid: uid.map(String::from),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
+        let dp = delete_params(uid, None, dry_run);
         self.sending()?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         match self.other_api(resource).delete(name, &dp).await {
